@@ -1,0 +1,108 @@
+"""The I2I contract shared by every model family (MAE, VQ-GAN, diffusion).
+
+An image-to-image model is ``h = D ∘ E``: an encoder ``E`` that sees a corrupted image ``T(x)``
+and a decoder ``D`` that generates the full image. Unlearning only needs five things from a model,
+so one loop (``i2i_unlearn.unlearn``) serves every family:
+
+- ``encoder`` -- the module whose parameters the paper's method may change (E_θ);
+- ``sample_corruption(x, mask, generator)`` -- the model's own randomness for ``T`` (token masks,
+  diffusion timestep and noise), drawn once and handed to student and teacher alike;
+- ``encode(x, mask, corruption)`` -- ``E(T(x))``: a tensor or a tuple of feature maps;
+- ``task_loss(x, mask, corruption, target=None)`` -- the model's training loss; ``target`` (an
+  image like ``x``) replaces ``x`` as what the hidden region must become (Noisy Label,
+  Retain Label);
+- ``generate(x, mask, generator=None)`` -- the I2I output, visible pixels kept.
+
+Conventions: images are float tensors in [-1, 1] of shape (B, C, H, W); a mask is (B, 1, H, W)
+with 1 where pixels are hidden and must be generated.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+Embedding = Union[torch.Tensor, tuple[torch.Tensor, ...]]
+
+
+class I2IModel(nn.Module):
+    """Base class of every image-to-image model in the package.
+
+    Subclasses set ``self.config`` (a dataclass, saved in checkpoints' manifests so that
+    ``i2i_unlearn.zoo.load`` can rebuild the model) and implement the contract below.
+    """
+
+    family: str = "base"
+    config: Any
+
+    # -- the contract -------------------------------------------------------------------
+    @property
+    def encoder(self) -> nn.Module:
+        """E_θ: the sub-module the paper's method trains (the rest stays frozen)."""
+        raise NotImplementedError
+
+    def sample_corruption(self, x: torch.Tensor, mask: torch.Tensor,
+                          generator: torch.Generator | None = None) -> Any:
+        """Draw the model's own randomness for ``T`` once, for student and teacher alike."""
+        raise NotImplementedError
+
+    def encode(self, x: torch.Tensor, mask: torch.Tensor, corruption: Any = None) -> Embedding:
+        """E(T(x)); ``corruption=None`` means the deterministic corruption given by ``mask`` only."""
+        raise NotImplementedError
+
+    def task_loss(self, x: torch.Tensor, mask: torch.Tensor, corruption: Any,
+                  target: torch.Tensor | None = None) -> torch.Tensor:
+        """The model's own training loss on ``T(x)``; scalar."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def generate(self, x: torch.Tensor, mask: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Fill the hidden region of ``x``; visible pixels are returned unchanged."""
+        raise NotImplementedError
+
+    # -- shared helpers -----------------------------------------------------------------
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) the model expects."""
+        c = self.config
+        return (c.in_chans, c.img_size, c.img_size)
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    def check_inputs(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        """Fail early, naming the argument, when ``x`` or ``mask`` do not fit this model."""
+        c, h, w = self.image_shape
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            raise ValueError(f"x: expected a (B, {c}, {h}, {w}) tensor, got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        if tuple(x.shape[1:]) != (c, h, w):
+            raise ValueError(f"x: expected images of shape (B, {c}, {h}, {w}) "
+                             f"(channels, height, width), got {tuple(x.shape)}")
+        if mask is not None and (mask.ndim != 4 or mask.shape[1] != 1
+                                 or mask.shape[0] != x.shape[0] or mask.shape[2:] != x.shape[2:]):
+            raise ValueError(f"mask: expected shape ({x.shape[0]}, 1, {h}, {w}) with 1 = hidden, "
+                             f"got {tuple(mask.shape)}")
+
+
+def embedding_mse(a: Embedding, b: Embedding) -> torch.Tensor:
+    """Element-wise mean squared error between two embeddings (tensors or tuples of maps).
+
+    For a tuple of feature maps (diffusion), the per-map MSEs are averaged, so every map counts
+    equally whatever its size.
+    """
+    if isinstance(a, torch.Tensor):
+        return torch.mean((a - b) ** 2)
+    losses = [torch.mean((u - v) ** 2) for u, v in zip(a, b, strict=True)]
+    return torch.stack(losses).mean()
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Put a module in eval mode with gradients off (the teacher)."""
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
