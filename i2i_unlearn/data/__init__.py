@@ -1,0 +1,19 @@
+"""Data: tiny shipped datasets, paper-scale ImageFolder datasets, and class splits.
+
+    load_dataset("mnist" | "scenes") -> ImageDataset     tiny, 32×32, in [-1, 1], no download
+    make_split / default_split -> ClassSplit             forget / retain / proxy class ids
+    BalancedPairSampler                                  equal forget + retain rows per batch
+    ClassListImageFolder, imagenet_split, places_split   ImageNet-1K / Places-365 at paper scale
+"""
+from .folders import (PAPER_SPLITS, ClassListImageFolder, imagenet_split, places_split,
+                      read_class_list)
+from .splits import (DEFAULT_SPLITS, BalancedPairSampler, ClassSplit, default_split, make_split,
+                     sample_rows)
+from .tiny import (DATASETS, SCENE_CLASSES, ImageDataset, load_dataset, mnist_rows,
+                   scenes_crop_boxes)
+
+__all__ = [
+    "DATASETS", "SCENE_CLASSES", "ImageDataset", "load_dataset", "mnist_rows", "scenes_crop_boxes",
+    "ClassSplit", "DEFAULT_SPLITS", "make_split", "default_split", "BalancedPairSampler", "sample_rows",
+    "ClassListImageFolder", "PAPER_SPLITS", "imagenet_split", "places_split", "read_class_list",
+]
