@@ -1,0 +1,128 @@
+"""Named checkpoints: tiny ones shipped inside the package, paper-scale ones downloaded.
+
+A checkpoint is a directory holding ``model.safetensors`` and ``manifest.json``. The manifest
+says how to rebuild the model (``family`` + ``config``), how the weights were made (``recipe``,
+``data``), what they score (``metrics``) and their ``sha256``, which ``load`` checks before
+trusting a file. Unlearning writes a new directory of the same kind, so an unlearned model loads
+exactly like a zoo entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .models.base import I2IModel
+
+ZOO_DIR = Path(__file__).parent / "zoo"
+TINY_MODELS = ("mae-mnist", "mae-scenes")
+WEIGHTS, MANIFEST = "model.safetensors", "manifest.json"
+
+# Paper-scale weights: fetched only where the network reaches them (never in tests or CI).
+PAPER_MODELS = {
+    "mae-vit-large": {
+        "family": "mae", "preset": "mae_vit_large_patch16",
+        # The official visualisation checkpoint keeps the decoder (pre-training files do not).
+        "url": "https://dl.fbaipublicfiles.com/mae/visualize/mae_visualize_vit_large.pth",
+        "sha256": None,  # not published by the authors; the computed hash is printed on download
+    },
+}
+
+
+def _families():
+    from .models import mae
+    return {"mae": (mae.MAEConfig, mae.MaskedAutoencoder)}
+
+
+def build_model(family: str, config: dict) -> I2IModel:
+    """Rebuild an empty model of ``family`` from its manifest config."""
+    families = _families()
+    if family not in families:
+        raise ValueError(f"family: expected one of {sorted(families)}, got {family!r}")
+    config_cls, model_cls = families[family]
+    return model_cls(config_cls(**config))
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve(name_or_dir: str | Path) -> Path:
+    """A zoo name or a checkpoint directory -> the directory."""
+    if str(name_or_dir) in TINY_MODELS:
+        return ZOO_DIR / str(name_or_dir)
+    path = Path(name_or_dir)
+    if path.is_dir():
+        return path
+    raise FileNotFoundError(f"model: {str(name_or_dir)!r} is neither a zoo model {TINY_MODELS} "
+                            f"nor a checkpoint directory")
+
+
+def read_manifest(name_or_dir: str | Path) -> dict:
+    path = resolve(name_or_dir) / MANIFEST
+    if not path.exists():
+        raise FileNotFoundError(f"model: no {MANIFEST} in {path.parent} (not a checkpoint, or an "
+                                f"interrupted run; resume it with --resume)")
+    return json.loads(path.read_text())
+
+
+def load(name_or_dir: str | Path, device: str | torch.device = "cpu") -> I2IModel:
+    """Load a zoo model or checkpoint directory, verifying the weights' sha256 first.
+
+    The manifest is attached as ``model.manifest``.
+    """
+    directory = resolve(name_or_dir)
+    manifest = read_manifest(directory)
+    weights = directory / WEIGHTS
+    if not weights.exists():
+        raise FileNotFoundError(f"model: {weights} is missing")
+    digest = sha256_file(weights)
+    if digest != manifest["sha256"]:
+        raise ValueError(f"model: {weights} is corrupt or was changed: sha256 {digest} does not "
+                         f"match the manifest's {manifest['sha256']}")
+    model = build_model(manifest["family"], manifest["config"])
+    model.load_state_dict(load_file(weights))  # strict: a key mismatch raises
+    model.manifest = manifest
+    return model.to(device).eval()
+
+
+def save(model: I2IModel, out_dir: str | Path, manifest: dict) -> Path:
+    """Write ``model`` and its manifest to ``out_dir`` (created). The manifest is written last and
+    atomically, so a directory with a manifest always holds complete, verified weights."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (WEIGHTS + ".tmp")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, tmp)
+    os.replace(tmp, out / WEIGHTS)
+    full = {"family": model.family, "config": model.config_dict(), **manifest,
+            "sha256": sha256_file(out / WEIGHTS)}
+    tmp = out / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, out / MANIFEST)
+    return out
+
+
+def load_paper_model(name: str, cache_dir: str | Path | None = None) -> I2IModel:
+    """Download (once) and load an official paper-scale checkpoint. Needs network access."""
+    if name not in PAPER_MODELS:
+        raise ValueError(f"name: expected one of {sorted(PAPER_MODELS)}, got {name!r}")
+    entry = PAPER_MODELS[name]
+    from .models import mae
+    path = Path(cache_dir or Path(torch.hub.get_dir()) / "i2i_unlearn") / Path(entry["url"]).name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(entry["url"], str(path), progress=True)
+    digest = sha256_file(path)
+    if entry["sha256"] is not None and digest != entry["sha256"]:
+        raise ValueError(f"{path}: sha256 {digest} does not match the expected {entry['sha256']}")
+    print(f"{path.name}: sha256 {digest}")
+    return mae.load_official_mae(mae.build_mae(entry["preset"]), path)
