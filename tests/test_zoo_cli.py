@@ -1,0 +1,105 @@
+"""Tests of checkpoints (zoo) and of the command line."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from i2i_unlearn import zoo
+from i2i_unlearn.cli import main
+
+
+def test_checkpoint_roundtrip_is_exact(small_checkpoint):
+    model = zoo.load(small_checkpoint)
+    again = zoo.load(small_checkpoint)
+    for (k, a), b in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert model.manifest["sha256"] == zoo.sha256_file(small_checkpoint / zoo.WEIGHTS)
+
+
+def test_corrupt_weights_are_refused(small_checkpoint, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in (zoo.WEIGHTS, zoo.MANIFEST):
+        (bad / name).write_bytes((small_checkpoint / name).read_bytes())
+    data = bytearray((bad / zoo.WEIGHTS).read_bytes())
+    data[-1] ^= 0xFF
+    (bad / zoo.WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256"):
+        zoo.load(bad)
+
+
+def test_missing_checkpoint_names_the_model(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model"):
+        zoo.load(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        zoo.load(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("name", zoo.TINY_MODELS)
+def test_shipped_models_inpaint_better_than_the_mean(name):
+    from i2i_unlearn.pretrain import heldout_metrics
+    model = zoo.load(name)
+    manifest = model.manifest
+    assert manifest["recipe"]["command"] == "pretrain"
+    metrics = heldout_metrics(model, manifest["data"]["dataset"])
+    assert metrics["eval_mse"] < 0.75 * metrics["mean_fill_mse"]
+    assert metrics["eval_mse"] == pytest.approx(manifest["metrics"]["eval_mse"], rel=1e-4)
+
+
+def test_cli_unlearn_then_evaluate(small_checkpoint, tmp_path, capsys):
+    out = tmp_path / "ours"
+    assert main(["unlearn", "--model", str(small_checkpoint), "--forget", "0", "1", "2",
+                 "--method", "ours", "--steps", "3", "--batch-size", "4", "--out", str(out),
+                 "--quiet"]) == 0
+    assert (out / zoo.MANIFEST).exists()
+    scores_file = tmp_path / "scores.json"
+    assert main(["evaluate", "--model", str(out), "--forget", "0", "1", "2",
+                 "--json", str(scores_file)]) == 0
+    scores = json.loads(scores_file.read_text())
+    assert set(scores) == {"retain", "forget"}
+    assert set(scores["forget"]) == {"mse", "psnr"} and scores["forget"]["mse"] > 0
+    # The output directory is never overwritten.
+    assert main(["unlearn", "--model", str(small_checkpoint), "--forget", "0", "--method", "ours",
+                 "--out", str(out), "--quiet"]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--forget", "12"], "forget"),
+    (["--forget", "1", "--retain", "1", "2"], "forget and retain"),
+    (["--forget", "1", "--alpha", "-1"], "alpha"),
+])
+def test_cli_bad_input_fails_clearly_and_leaves_nothing(small_checkpoint, tmp_path, capsys,
+                                                        args, needle):
+    out = tmp_path / "never"
+    code = main(["unlearn", "--model", str(small_checkpoint), "--method", "ours", "--steps", "2",
+                 "--out", str(out), "--quiet", *args])
+    assert code == 2
+    assert needle in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_console_script_help_explains_every_option():
+    for command, options in {"pretrain": ["--exclude-classes", "--steps", "--seed"],
+                             "unlearn": ["--forget", "--retain", "--proxy", "--method", "--alpha",
+                                         "--resume", "--out"],
+                             "evaluate": ["--json", "--mask"]}.items():
+        text = subprocess.run([sys.executable, "-m", "i2i_unlearn.cli", command, "--help"],
+                              capture_output=True, text=True, check=True).stdout
+        for option in options:
+            assert option in text
+
+
+def test_pretrain_excludes_classes_for_the_retrained_reference():
+    from i2i_unlearn.loop import LoopConfig
+    from i2i_unlearn.pretrain import pretrain
+    model, info = pretrain("mae", "mnist", exclude_classes=[0, 1, 2],
+                           loop=LoopConfig(steps=2, warmup_steps=1), batch_size=8, progress=False)
+    assert info["data"]["classes"] == list(range(3, 10))
+    assert info["data"]["train_images"] == 7 * 450
+    assert info["recipe"]["exclude_classes"] == [0, 1, 2]
+    with pytest.raises(ValueError, match="exclude_classes"):
+        pretrain("mae", "mnist", exclude_classes=[10], loop=LoopConfig(steps=1))
