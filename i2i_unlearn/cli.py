@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="classes never shown to the model (retrain-from-scratch reference)")
     p.add_argument("--preset", default=None,
                    help="size preset of the family (mae: mae-tiny (default), mae-small)")
+    p.add_argument("--mask-ratio", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="range of the random share of visible patches dropped on top of the "
+                        "training box, drawn uniformly per step (MAE; default: the preset's, "
+                        "0.25 0.75); the same corruption is used later for unlearning")
     _add_seed_steps(p, 4000, "pre-training")
 
     p = sub.add_parser("unlearn", help="unlearn forget classes from a model; writes a new "
@@ -102,7 +106,7 @@ def _pretrain(args) -> int:
                       seed=args.seed)
     model, info = pretrain(args.model, args.data, args.exclude_classes, loop,
                            batch_size=args.batch_size or 128, preset=args.preset,
-                           progress=not args.quiet)
+                           mask_ratio=args.mask_ratio, progress=not args.quiet)
     zoo.save(model, out, info)
     print(json.dumps(info["metrics"], indent=2))
     return 0

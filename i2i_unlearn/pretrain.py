@@ -19,21 +19,28 @@ from .models.base import I2IModel
 PRESETS = {"mae": "mae-tiny"}
 
 
-def build_untrained(family: str, channels: int, seed: int, preset: str | None = None) -> I2IModel:
+def build_untrained(family: str, channels: int, seed: int, preset: str | None = None,
+                    mask_ratio: tuple[float, float] | None = None) -> I2IModel:
+    """A freshly initialised model; ``mask_ratio`` overrides the preset's random-drop range."""
     if family not in PRESETS:
         raise ValueError(f"model: expected one of {sorted(PRESETS)}, got {family!r}")
     torch.manual_seed(seed)  # initial weights
     from .models.mae import build_mae
-    return build_mae(preset or PRESETS[family], in_chans=channels)
+    overrides = {} if mask_ratio is None else {"train_mask_ratio": tuple(mask_ratio)}
+    return build_mae(preset or PRESETS[family], in_chans=channels, **overrides)
 
 
 def pretrain(family: str, data: str, exclude_classes=(), loop: LoopConfig | None = None,
-             batch_size: int = 128, preset: str | None = None, progress: bool = True):
+             batch_size: int = 128, preset: str | None = None,
+             mask_ratio: tuple[float, float] | None = None, progress: bool = True):
     """Train ``family`` on every training image of ``data`` except ``exclude_classes``.
 
     Returns (model, manifest-ready dict with the recipe and held-out metrics).
     """
     loop = loop or LoopConfig(steps=3000, lr=1.5e-3, warmup_steps=100, weight_decay=0.05)
+    if mask_ratio is not None and not (len(mask_ratio) == 2 and 0 <= mask_ratio[0] <= mask_ratio[1] < 1):
+        raise ValueError(f"mask_ratio (--mask-ratio): expected LO HI with 0 <= LO <= HI < 1, "
+                         f"got {mask_ratio}")
     dataset = load_dataset(data)
     keep = [c for c in range(dataset.num_classes) if c not in set(exclude_classes)]
     unknown = set(exclude_classes) - set(range(dataset.num_classes))
@@ -41,7 +48,7 @@ def pretrain(family: str, data: str, exclude_classes=(), loop: LoopConfig | None
         raise ValueError(f"exclude_classes: expected ids in 0..{dataset.num_classes - 1} leaving at "
                          f"least one class, got {sorted(exclude_classes)}")
     images, _ = dataset.images(keep, split="train")
-    model = build_untrained(family, dataset.channels, loop.seed, preset)
+    model = build_untrained(family, dataset.channels, loop.seed, preset, mask_ratio)
 
     def step_fn(step: int, generator: torch.Generator):
         x = images[sample_rows(len(images), batch_size, loop.seed, step)]
@@ -55,6 +62,7 @@ def pretrain(family: str, data: str, exclude_classes=(), loop: LoopConfig | None
     info = {
         "recipe": {"command": "pretrain", "family": family, "preset": preset or PRESETS[family],
                    "batch_size": batch_size, "exclude_classes": sorted(exclude_classes),
+                   "mask_ratio": list(model.config.train_mask_ratio),
                    "loop": asdict(loop)},
         "data": {"dataset": data, "classes": keep, "train_images": len(images)},
         "metrics": heldout_metrics(model, data),

@@ -83,7 +83,8 @@ def test_cli_bad_input_fails_clearly_and_leaves_nothing(small_checkpoint, tmp_pa
 
 
 def test_console_script_help_explains_every_option():
-    for command, options in {"pretrain": ["--exclude-classes", "--steps", "--seed"],
+    for command, options in {"pretrain": ["--exclude-classes", "--steps", "--seed", "--preset",
+                                          "--mask-ratio"],
                              "unlearn": ["--forget", "--retain", "--proxy", "--method", "--alpha",
                                          "--resume", "--out"],
                              "evaluate": ["--json", "--mask"]}.items():
@@ -103,3 +104,16 @@ def test_pretrain_excludes_classes_for_the_retrained_reference():
     assert info["recipe"]["exclude_classes"] == [0, 1, 2]
     with pytest.raises(ValueError, match="exclude_classes"):
         pretrain("mae", "mnist", exclude_classes=[10], loop=LoopConfig(steps=1))
+
+
+def test_pretrain_mask_ratio_is_the_models_corruption_and_is_recorded(tmp_path, capsys):
+    out = tmp_path / "light"
+    assert main(["pretrain", "--model", "mae", "--data", "scenes", "--steps", "2",
+                 "--batch-size", "4", "--mask-ratio", "0", "0.5", "--out", str(out), "--quiet"]) == 0
+    model = zoo.load(out)
+    assert model.config.train_mask_ratio == (0.0, 0.5)
+    assert model.manifest["recipe"]["mask_ratio"] == [0.0, 0.5]
+    bad = tmp_path / "bad"
+    assert main(["pretrain", "--model", "mae", "--data", "scenes", "--steps", "2",
+                 "--mask-ratio", "0.8", "0.2", "--out", str(bad), "--quiet"]) == 2
+    assert "--mask-ratio" in capsys.readouterr().err and not bad.exists()
