@@ -36,13 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="train a model from scratch (the tiny zoo, or the "
                        "retrained reference with --exclude-classes)")
-    p.add_argument("--model", required=True, choices=["mae"], help="model family")
+    p.add_argument("--model", required=True, choices=["mae", "diffusion"], help="model family")
     p.add_argument("--data", required=True, choices=["mnist", "scenes"], help="tiny dataset")
     p.add_argument("--out", required=True, help="new checkpoint directory to write")
     p.add_argument("--exclude-classes", type=int, nargs="*", default=[], metavar="C",
                    help="classes never shown to the model (retrain-from-scratch reference)")
     p.add_argument("--preset", default=None,
-                   help="size preset of the family (mae: mae-tiny (default), mae-small)")
+                   help="size preset of the family (mae: mae-tiny (default), mae-small; "
+                        "diffusion: diffusion-tiny (default), diffusion-small)")
     p.add_argument("--mask-ratio", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                    help="range of the random share of visible patches dropped on top of the "
                         "training box, drawn uniformly per step (MAE; default: the preset's, "

@@ -16,7 +16,7 @@ from .loop import LoopConfig, train
 from .metrics import hidden_mse, mean_fill
 from .models.base import I2IModel
 
-PRESETS = {"mae": "mae-tiny"}
+PRESETS = {"mae": "mae-tiny", "diffusion": "diffusion-tiny"}
 
 
 def build_untrained(family: str, channels: int, seed: int, preset: str | None = None,
@@ -24,7 +24,12 @@ def build_untrained(family: str, channels: int, seed: int, preset: str | None = 
     """A freshly initialised model; ``mask_ratio`` overrides the preset's random-drop range."""
     if family not in PRESETS:
         raise ValueError(f"model: expected one of {sorted(PRESETS)}, got {family!r}")
+    if mask_ratio is not None and family != "mae":
+        raise ValueError(f"mask_ratio (--mask-ratio): only the MAE family drops patches, not {family!r}")
     torch.manual_seed(seed)  # initial weights
+    if family == "diffusion":
+        from .models.diffusion import build_diffusion
+        return build_diffusion(preset or PRESETS[family], in_chans=channels)
     from .models.mae import build_mae
     overrides = {} if mask_ratio is None else {"train_mask_ratio": tuple(mask_ratio)}
     return build_mae(preset or PRESETS[family], in_chans=channels, **overrides)
@@ -62,7 +67,7 @@ def pretrain(family: str, data: str, exclude_classes=(), loop: LoopConfig | None
     info = {
         "recipe": {"command": "pretrain", "family": family, "preset": preset or PRESETS[family],
                    "batch_size": batch_size, "exclude_classes": sorted(exclude_classes),
-                   "mask_ratio": list(model.config.train_mask_ratio),
+                   "mask_ratio": list(getattr(model.config, "train_mask_ratio", ())) or None,
                    "loop": asdict(loop)},
         "data": {"dataset": data, "classes": keep, "train_images": len(images)},
         "metrics": heldout_metrics(model, data),

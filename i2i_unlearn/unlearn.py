@@ -5,7 +5,9 @@ Ours (paper, Fig. 2): only the encoder E trains; a frozen copy E0 of the origina
     L = mean ||E(T(x_r)) - E0(T(x_r))||²  +  α · mean ||E(T(x_f)) - E0(T(n))||²
 
 The forget target is the *original encoder applied to noise* ``n`` under the same corruption
-``T`` as the student (same token masks / timestep / hole), not a random vector.
+``T`` as the student (same token masks / timestep / hole), not a random vector. Which image carries
+the noise is the model's ``forget_source``: ``n`` itself (MAE), or the forget image with ``n`` in
+its hole (diffusion, as the official code).
 
 Baselines (as ``shared/paper.md`` defines them, not the released code's bug that applies the
 forget term to retain rows):
@@ -86,7 +88,8 @@ def unlearning_loss(method: str, student: I2IModel, teacher: I2IModel, x_f: torc
         with torch.no_grad():
             target_r = teacher.encode(x_r, mask, corr_r)
             if method == "ours":
-                target_f = teacher.encode(make_noise(x_f, noise, generator), mask, corr_f)
+                source = teacher.forget_source(x_f, make_noise(x_f, noise, generator), mask)
+                target_f = teacher.encode(source, mask, corr_f)
             else:
                 target_f = _random_like(teacher.encode(x_f, mask, corr_f), generator)
         retain = embedding_mse(student.encode(x_r, mask, corr_r), target_r)
@@ -153,6 +156,8 @@ def run_unlearning(model: I2IModel, forget_images: torch.Tensor, retain_images: 
 # Defaults per family, tuned at tiny scale (see the closing notes of the issues that set them).
 FAMILY_DEFAULTS = {
     "mae": {"alpha": 0.25, "steps": 300, "lr": 5e-4, "batch_size": 32},
+    # Not tuned yet (no trained tiny diffusion model so far); α = 0.1 as the official code.
+    "diffusion": {"alpha": 0.1, "steps": 300, "lr": 1e-4, "batch_size": 16},
 }
 
 

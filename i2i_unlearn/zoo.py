@@ -34,8 +34,9 @@ PAPER_MODELS = {
 
 
 def _families():
-    from .models import mae
-    return {"mae": (mae.MAEConfig, mae.MaskedAutoencoder)}
+    from .models import diffusion, mae
+    return {"mae": (mae.MAEConfig, mae.MaskedAutoencoder),
+            "diffusion": (diffusion.DiffusionConfig, diffusion.DiffusionInpainter)}
 
 
 def build_model(family: str, config: dict) -> I2IModel:

@@ -63,6 +63,16 @@ class I2IModel(nn.Module):
         """Fill the hidden region of ``x``; visible pixels are returned unchanged."""
         raise NotImplementedError
 
+    def forget_source(self, x: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The image whose teacher embedding is the forget target of the paper's method.
+
+        Default: the noise image itself, ``E0(T(n))`` (MAE, VQ-GAN: the hole is dropped or
+        masked, so only the noise's visible part reaches the encoder). A family whose encoder
+        also sees the hole overrides this (diffusion keeps the visible pixels, as the official
+        code does).
+        """
+        return noise
+
     # -- shared helpers -----------------------------------------------------------------
     @property
     def image_shape(self) -> tuple[int, int, int]:
