@@ -12,7 +12,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import build_book  # noqa: E402
 
 # Tiny-scale overrides passed by the tests (the notebooks' defaults are already tiny).
-TINY = {"00_quickstart": {"scale": "tiny"}}
+TINY = {"00_quickstart": {"scale": "tiny"}, "01_theory": {"scale": "tiny"}}
 
 
 def glued(path: Path) -> dict[str, object]:
@@ -63,6 +63,20 @@ def test_quickstart_forgets_the_forget_digits_and_keeps_the_others(executed):
     assert injected and "remove-cell" in injected[0].metadata["tags"]
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+
+
+@pytest.mark.slow
+def test_theory_chapter_checks_every_numbered_claim(executed):
+    values = glued(executed / "01_theory.ipynb")
+    passed = int(values["claims_passed"]["text/plain"])
+    total = int(values["claims_total"]["text/plain"])
+    assert total == 12 and passed == total, (passed, total)
+    assert all(f"claim{n}_result" in values for n in range(1, total + 1))
+    assert {"fig_mi", "fig_bounds", "fig_unbounded", "fig_zoo", "fig_grid"} <= set(values)
+    nb = nbformat.read(executed / "01_theory.ipynb", as_version=4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    assert "widgets" in nb.metadata  # the precomputed widget state, embedded in the book
 
 
 @pytest.mark.slow
