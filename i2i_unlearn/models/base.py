@@ -18,7 +18,7 @@ with 1 where pixels are hidden and must be generated.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Union
 
 import torch
@@ -72,6 +72,17 @@ class I2IModel(nn.Module):
         code does).
         """
         return noise
+
+    @classmethod
+    def from_preset(cls, presets: dict[str, dict], config_cls, preset: str, label: str,
+                    **overrides) -> "I2IModel":
+        """A fresh model from ``presets[preset]``; ``overrides`` replace config fields."""
+        if preset not in presets:
+            raise ValueError(f"preset: unknown {label} preset {preset!r}; valid: {sorted(presets)}")
+        unknown = set(overrides) - {f.name for f in fields(config_cls)}
+        if unknown:
+            raise ValueError(f"overrides: unknown {config_cls.__name__} fields {sorted(unknown)}")
+        return cls(config_cls(**{**presets[preset], **overrides}))
 
     # -- shared helpers -----------------------------------------------------------------
     @property

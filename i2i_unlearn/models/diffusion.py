@@ -43,7 +43,7 @@ shared by every row, so an image's embedding never depends on its batch or its p
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -169,12 +169,7 @@ PRESETS: dict[str, dict] = {
 
 def build_diffusion(preset: str, **overrides) -> "DiffusionInpainter":
     """A fresh diffusion inpainter from a named preset; ``overrides`` replace config fields."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset: unknown diffusion preset {preset!r}; valid: {sorted(PRESETS)}")
-    unknown = set(overrides) - {f.name for f in fields(DiffusionConfig)}
-    if unknown:
-        raise ValueError(f"overrides: unknown DiffusionConfig fields {sorted(unknown)}")
-    return DiffusionInpainter(DiffusionConfig(**{**PRESETS[preset], **overrides}))
+    return DiffusionInpainter.from_preset(PRESETS, DiffusionConfig, preset, "diffusion", **overrides)
 
 
 def build_unet(c: DiffusionConfig):

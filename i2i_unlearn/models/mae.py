@@ -11,7 +11,7 @@ are always dropped first.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import partial
 from os import PathLike
 from typing import Mapping
@@ -81,12 +81,7 @@ PRESETS: dict[str, dict] = {
 
 def build_mae(preset: str, **overrides) -> "MaskedAutoencoder":
     """A fresh MAE from a named preset; ``overrides`` replace config fields (e.g. in_chans=3)."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset: unknown MAE preset {preset!r}; valid: {sorted(PRESETS)}")
-    unknown = set(overrides) - {f.name for f in fields(MAEConfig)}
-    if unknown:
-        raise ValueError(f"overrides: unknown MAEConfig fields {sorted(unknown)}")
-    return MaskedAutoencoder(MAEConfig(**{**PRESETS[preset], **overrides}))
+    return MaskedAutoencoder.from_preset(PRESETS, MAEConfig, preset, "MAE", **overrides)
 
 
 def sincos_pos_embed_2d(dim: int, grid: int, cls_token: bool = True) -> torch.Tensor:
