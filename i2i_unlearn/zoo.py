@@ -23,12 +23,23 @@ TINY_MODELS = ("mae-mnist", "mae-scenes")
 WEIGHTS, MANIFEST = "model.safetensors", "manifest.json"
 
 # Paper-scale weights: fetched only where the network reaches them (never in tests or CI).
+# ``url`` None: the authors share the file only through a web folder that cannot be fetched by a
+# script; download it by hand from ``page`` and pass its path as ``weights=``.
 PAPER_MODELS = {
     "mae-vit-large": {
         "family": "mae", "preset": "mae_vit_large_patch16",
         # The official visualisation checkpoint keeps the decoder (pre-training files do not).
         "url": "https://dl.fbaipublicfiles.com/mae/visualize/mae_visualize_vit_large.pth",
-        "sha256": None,  # not published by the authors; the computed hash is printed on download
+        "page": "https://github.com/facebookresearch/mae/blob/main/demo/mae_visualize.ipynb",
+        "sha256": None,  # not published by the authors; the computed hash is printed on load
+    },
+    "palette-places2": {
+        "family": "diffusion", "preset": "palette-places2",
+        # Janspiry/Palette: Places2, 128x128 centre mask (the paper's diffusion model); the
+        # folder holds ``{epoch}_Network.pth`` and its EMA twin; either loads.
+        "url": None,
+        "page": "https://drive.google.com/drive/folders/1fLyFtrStfEtyrqwI0N_Xb_3idsf0gz0M",
+        "sha256": None,
     },
 }
 
@@ -112,18 +123,38 @@ def save(model: I2IModel, out_dir: str | Path, manifest: dict) -> Path:
     return out
 
 
-def load_paper_model(name: str, cache_dir: str | Path | None = None) -> I2IModel:
-    """Download (once) and load an official paper-scale checkpoint. Needs network access."""
+def load_paper_model(name: str, weights: str | Path | None = None,
+                     cache_dir: str | Path | None = None) -> I2IModel:
+    """Load an official paper-scale checkpoint, downloading it once when it has a ``url``.
+
+    ``weights``: a local copy of the file (required for entries without a ``url``). The file's
+    sha256 is checked when the entry lists one and printed in any case, so a run can record it.
+    """
     if name not in PAPER_MODELS:
         raise ValueError(f"name: expected one of {sorted(PAPER_MODELS)}, got {name!r}")
     entry = PAPER_MODELS[name]
-    from .models import mae
-    path = Path(cache_dir or Path(torch.hub.get_dir()) / "i2i_unlearn") / Path(entry["url"]).name
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(entry["url"], str(path), progress=True)
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights: {path} is not a file")
+    elif entry["url"] is None:
+        raise ValueError(f"weights: {name} cannot be downloaded by a script; fetch the checkpoint "
+                         f"by hand from {entry['page']} and pass its path as weights=")
+    else:
+        path = Path(cache_dir or Path(torch.hub.get_dir()) / "i2i_unlearn") / Path(entry["url"]).name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(entry["url"], str(path), progress=True)
     digest = sha256_file(path)
     if entry["sha256"] is not None and digest != entry["sha256"]:
         raise ValueError(f"{path}: sha256 {digest} does not match the expected {entry['sha256']}")
     print(f"{path.name}: sha256 {digest}")
-    return mae.load_official_mae(mae.build_mae(entry["preset"]), path)
+    if entry["family"] == "diffusion":
+        from .models.palette import load_palette
+        model = load_palette(path)
+    else:
+        from .models import mae
+        model = mae.load_official_mae(mae.build_mae(entry["preset"]), path)
+    model.manifest = {"family": entry["family"], "config": model.config_dict(), "paper_model": name,
+                      "source": entry["url"] or entry["page"], "sha256": digest}
+    return model.eval()

@@ -117,3 +117,22 @@ def test_pretrain_mask_ratio_is_the_models_corruption_and_is_recorded(tmp_path, 
     assert main(["pretrain", "--model", "mae", "--data", "scenes", "--steps", "2",
                  "--mask-ratio", "0.8", "0.2", "--out", str(bad), "--quiet"]) == 2
     assert "--mask-ratio" in capsys.readouterr().err and not bad.exists()
+
+
+def test_paper_palette_loads_from_a_hand_downloaded_file(tmp_path):
+    """Palette's weights sit in a web folder: no silent download, a clear request for the file,
+    and a file in the official ``*_Network.pth`` layout loads with its sha256 recorded."""
+    from i2i_unlearn.models.diffusion import DiffusionInpainter
+    from i2i_unlearn.models.palette import official_palette_shapes
+    with pytest.raises(ValueError, match="^weights: palette-places2 .*drive.google.com"):
+        zoo.load_paper_model("palette-places2")
+    with pytest.raises(FileNotFoundError, match="^weights: "):
+        zoo.load_paper_model("palette-places2", weights=tmp_path / "missing.pth")
+    with pytest.raises(ValueError, match="^name: "):
+        zoo.load_paper_model("palette-celeba")
+    path = tmp_path / "16_Network.pth"
+    torch.save({k: torch.full(s, 0.01) for k, s in official_palette_shapes().items()}, path)
+    model = zoo.load_paper_model("palette-places2", weights=path)
+    assert isinstance(model, DiffusionInpainter) and model.config.img_size == 256
+    assert model.manifest["sha256"] == zoo.sha256_file(path)
+    assert torch.all(model.unet.conv_in.weight == 0.01)
