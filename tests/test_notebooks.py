@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import build_book  # noqa: E402
+from i2i_unlearn.experiments import CACHE_ENV  # noqa: E402
 
 # Tiny-scale overrides passed by the tests (the notebooks' defaults are already tiny).
 TINY = {"00_quickstart": {"scale": "tiny"}, "01_theory": {"scale": "tiny"}}
@@ -30,9 +31,13 @@ def glued(path: Path) -> dict[str, object]:
 @pytest.fixture(scope="session")
 def executed(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("executed")
+    # One experiment cache for the session: notebooks reuse each other's unlearned models.
+    mp = pytest.MonkeyPatch()
+    mp.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("experiments")))
     for nb in build_book.notebooks():
         build_book.execute(nb, out / nb.name, TINY.get(nb.stem, {}), timeout=900)
-    return out
+    yield out
+    mp.undo()
 
 
 def test_every_notebook_has_a_test_entry_and_known_parameters():

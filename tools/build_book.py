@@ -10,6 +10,7 @@ is tagged ``remove-cell``; each notebook shows the scale of its numbers in a vis
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,9 @@ from pathlib import Path
 
 import nbformat
 import papermill
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from i2i_unlearn.experiments import CACHE_ENV  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build"
@@ -55,6 +59,8 @@ def build(scale: str = "tiny", executed: Path | None = None, out: Path = BUILD) 
     for name in SOURCES:
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, src / name)
     parameters = PAPER_PARAMETERS if scale == "paper" else {}
+    # Notebooks share unlearned models and tables through one cache per scale (never in git).
+    os.environ.setdefault(CACHE_ENV, str(out / "cache" / scale))
     for nb in notebooks():
         target = src / "notebooks" / nb.name
         if executed is not None:

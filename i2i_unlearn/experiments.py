@@ -1,0 +1,120 @@
+"""Experiments computed once and shared: unlearned models, retrained references, result tables.
+
+Several notebooks need the same unlearned model or metric table (Table 1 and the qualitative
+figure use the same ``ours`` run). Each is stored under the cache folder, keyed by a hash of its
+full configuration -- including the sha256 of the model it started from -- so a build runs each
+experiment once and a changed setting can never return a stale result.
+
+The cache folder is ``$I2I_UNLEARN_CACHE`` (``tools/build_book.py`` points it into ``_build/``),
+else ``~/.cache/i2i_unlearn/experiments``. Entries are written to a temporary name and renamed
+when complete, so an interrupted run leaves nothing that looks finished.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from . import zoo
+from .models.base import I2IModel
+
+CACHE_ENV = "I2I_UNLEARN_CACHE"
+
+
+def cache_root() -> Path:
+    env = os.environ.get(CACHE_ENV)
+    return Path(env) if env else Path.home() / ".cache" / "i2i_unlearn" / "experiments"
+
+
+def config_key(config: dict) -> str:
+    """A short stable hash of a JSON-serialisable configuration."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _entry(kind: str, config: dict) -> Path:
+    return cache_root() / kind / config_key(config)
+
+
+def _publish(tmp: Path, final: Path) -> Path:
+    """Move a completed ``tmp`` folder to ``final`` (a concurrent twin may have won the race)."""
+    try:
+        os.replace(tmp, final)
+    except OSError:  # final exists and is not empty: identical work finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def unlearned(model: str, forget, method: str = "ours", **options) -> I2IModel:
+    """``unlearn_classes(model, forget, method=method, **options)``, run once per configuration.
+
+    ``model`` is a zoo name or checkpoint directory; ``options`` are those of
+    :func:`i2i_unlearn.unlearn.unlearn_classes` (``retain``, ``proxy``, ``alpha``, ``steps``,
+    ``seed``, ``noise``, ``lr``, ``batch_size``). Returns the loaded unlearned model, whose
+    ``manifest`` holds the recipe and held-out scores.
+    """
+    from .unlearn import unlearn_classes
+    options.pop("progress", None)
+    config = {"parent_sha256": zoo.read_manifest(model)["sha256"], "forget": sorted(forget),
+              "method": method, **options}
+    final = _entry("unlearned", config)
+    if not (final / zoo.MANIFEST).exists():
+        tmp = final.with_name(final.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        unlearn_classes(model, forget, method=method, out_dir=tmp, checkpoint_every=0,
+                        progress=False, **options)
+        (tmp / "experiment.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+        _publish(tmp, final)
+    return zoo.load(final)
+
+
+def retrained(model: str, forget) -> I2IModel:
+    """The reference that never saw ``forget``: ``model``'s own pre-training recipe with those
+    classes excluded. A zoo entry made by exactly that recipe is used when it ships; otherwise
+    the model is trained here (minutes on CPU for the tiny presets) and cached."""
+    from .loop import LoopConfig
+    from .pretrain import pretrain
+    manifest = zoo.read_manifest(model)
+    recipe = manifest["recipe"]
+    if recipe.get("command") != "pretrain":
+        raise ValueError(f"model: {model!r} was not made by pretrain, so there is no recipe to "
+                         f"retrain (its recipe is {recipe.get('command')!r})")
+    wanted = {**recipe, "exclude_classes": sorted(set(recipe["exclude_classes"]) | set(forget))}
+    data = manifest["data"]["dataset"]
+    for name in zoo.TINY_MODELS:
+        shipped = zoo.read_manifest(name)
+        if shipped["recipe"] == wanted and shipped["data"]["dataset"] == data:
+            return zoo.load(name)
+    config = {"recipe": wanted, "data": data}
+    final = _entry("retrained", config)
+    if not (final / zoo.MANIFEST).exists():
+        loop = dict(wanted["loop"])
+        loop["betas"] = tuple(loop["betas"])
+        mask_ratio = wanted.get("mask_ratio")
+        net, info = pretrain(wanted["family"], data, wanted["exclude_classes"], LoopConfig(**loop),
+                             batch_size=wanted["batch_size"], preset=wanted["preset"],
+                             mask_ratio=tuple(mask_ratio) if mask_ratio else None, progress=True)
+        tmp = final.with_name(final.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        zoo.save(net, tmp, info)
+        _publish(tmp, final)
+    return zoo.load(final)
+
+
+def table(name: str, config: dict, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """A tidy result table computed by ``compute()`` once per (``name``, ``config``), as CSV."""
+    final = _entry(f"tables/{name}", config)
+    path = final / "table.csv"
+    if not path.exists():
+        frame = compute()
+        tmp = final.with_name(final.name + f".tmp{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(tmp / "table.csv", index=False)
+        (tmp / "experiment.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+        _publish(tmp, final)
+    return pd.read_csv(path)
