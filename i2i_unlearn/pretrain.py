@@ -5,7 +5,7 @@ them, the gold standard unlearning is compared against.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 
@@ -16,7 +16,7 @@ from .loop import LoopConfig, train
 from .metrics import hidden_mse, mean_fill
 from .models.base import I2IModel
 
-PRESETS = {"mae": "mae-tiny", "diffusion": "diffusion-tiny"}
+PRESETS = {"mae": "mae-tiny", "diffusion": "diffusion-tiny", "vqgan": "vqgan-tiny"}
 
 
 def build_untrained(family: str, channels: int, seed: int, preset: str | None = None,
@@ -30,6 +30,9 @@ def build_untrained(family: str, channels: int, seed: int, preset: str | None = 
     if family == "diffusion":
         from .models.diffusion import build_diffusion
         return build_diffusion(preset or PRESETS[family], in_chans=channels)
+    if family == "vqgan":
+        from .models.vqgan import build_vqgan
+        return build_vqgan(preset or PRESETS[family], in_chans=channels)
     from .models.mae import build_mae
     overrides = {} if mask_ratio is None else {"train_mask_ratio": tuple(mask_ratio)}
     return build_mae(preset or PRESETS[family], in_chans=channels, **overrides)
@@ -55,25 +58,57 @@ def pretrain(family: str, data: str, exclude_classes=(), loop: LoopConfig | None
     images, _ = dataset.images(keep, split="train")
     model = build_untrained(family, dataset.channels, loop.seed, preset, mask_ratio)
 
-    def step_fn(step: int, generator: torch.Generator):
-        x = images[sample_rows(len(images), batch_size, loop.seed, step)]
-        x = x.to(next(model.parameters()).device)
-        mask = masks.training_masks(len(x), x.shape[-1], generator).to(x.device)
-        return model.task_loss(x, mask, model.sample_corruption(x, mask, generator)), {}
+    history, stages = [], _stages(model, loop)
+    for name, params, stage_loop, loss_fn in stages:
+        def step_fn(step: int, generator: torch.Generator, loss_fn=loss_fn):
+            x = images[sample_rows(len(images), batch_size, loop.seed, step)]
+            x = x.to(next(model.parameters()).device)
+            mask = masks.training_masks(len(x), x.shape[-1], generator).to(x.device)
+            return loss_fn(x, mask, generator)
 
-    history = train(model, list(model.parameters()), step_fn, loop, desc=f"pre-training {family}",
-                    progress=progress)
+        chosen = {id(p) for p in params}
+        for p in model.parameters():  # only this stage's parameters train
+            p.requires_grad_(id(p) in chosen)
+        rows = train(model, params, step_fn, stage_loop, progress=progress,
+                     desc=f"pre-training {family}" + (f" ({name})" if len(stages) > 1 else ""))
+        history += [{"stage": name, **r} for r in rows] if len(stages) > 1 else rows
     model.eval()
     info = {
         "recipe": {"command": "pretrain", "family": family, "preset": preset or PRESETS[family],
                    "batch_size": batch_size, "exclude_classes": sorted(exclude_classes),
                    "mask_ratio": list(getattr(model.config, "train_mask_ratio", ())) or None,
-                   "loop": asdict(loop)},
+                   "loop": asdict(loop),
+                   **({"stages": {name: s.steps for name, _, s, _ in stages}}
+                      if len(stages) > 1 else {})},
         "data": {"dataset": data, "classes": keep, "train_images": len(images)},
         "metrics": heldout_metrics(model, data),
         "history": history,
     }
     return model, info
+
+
+def _stages(model: I2IModel, loop: LoopConfig) -> list[tuple]:
+    """(name, parameters, loop, loss(x, mask, generator)) of each pre-training stage.
+
+    One stage (the model's task loss on its trainable parameters) unless the model has a
+    ``pretraining_stages()`` hook returning (name, share of the steps, parameters, loss), as the
+    VQ-GAN family does (tokenizer, then transformer); ``loop.steps`` is split by the shares.
+    """
+    hook = getattr(model, "pretraining_stages", None)
+    if hook is None:
+        def loss(x, mask, generator):
+            return model.task_loss(x, mask, model.sample_corruption(x, mask, generator)), {}
+        return [("model", [p for p in model.parameters() if p.requires_grad], loop, loss)]
+    stages, left = [], loop.steps
+    for i, (name, share, params, loss) in enumerate(spec := hook()):
+        steps = left if i == len(spec) - 1 else max(1, round(loop.steps * share))
+        if steps < 1:
+            raise ValueError(f"steps: {loop.steps} is too few for the {len(spec)} pre-training "
+                             f"stages of this model")
+        left -= steps
+        stages.append((name, params, replace(loop, steps=steps, warmup_steps=min(
+            loop.warmup_steps, steps // 10)), loss))
+    return stages
 
 
 def heldout_metrics(model: I2IModel, data: str, mask_name: str = "centre-8/16") -> dict:
