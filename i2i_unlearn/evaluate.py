@@ -1,13 +1,27 @@
-"""Generate on held-out evaluation images of D_R and D_F and score the hidden region."""
+"""Generate on held-out evaluation images of D_R and D_F and score them: one tidy table per run.
+
+    rows = evaluate_model(model, "mnist", forget=[0, 1, 2], metrics=("fid", "is", "cosine"))
+    df = tidy(rows)            # columns: model, method, seed, set, metric, value
+
+``set`` is ``retain`` (D_R) or ``forget`` (D_F). ``tables.paper_table(df)`` pivots to the
+paper's layout with mean ± std over seeds. The first three functions are the light
+reconstruction-only API that unlearning and pre-training use for their manifests.
+"""
 from __future__ import annotations
 
+from pathlib import Path
+
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from . import masks
 from .data import ImageDataset
-from .metrics import hidden_mse, psnr
+from .metrics import METRICS, MetricNets, compute_metrics, hidden_mse, normalize_metrics, psnr
 from .models.base import I2IModel
+
+SETS = ("retain", "forget")
+COLUMNS = ("model", "method", "seed", "set", "metric", "value")
 
 
 @torch.no_grad()
@@ -41,3 +55,112 @@ def evaluate_forgetting(model: I2IModel, dataset: ImageDataset, forget, retain,
         images, _ = dataset.images(classes, split="eval")
         out[name] = reconstruction_scores(model, images, mask_name, **kwargs)
     return out
+
+
+# -- the full evaluation -----------------------------------------------------------------
+def load_any(model) -> I2IModel:
+    """An ``I2IModel``, a zoo name or a checkpoint directory -> a loaded model (manifest attached)."""
+    if isinstance(model, I2IModel):
+        return model
+    from . import zoo
+    return zoo.load(model)
+
+
+def describe(model: I2IModel, fallback: str = "model") -> tuple[str, str]:
+    """(model, method) labels from a checkpoint's manifest.
+
+    An unlearned checkpoint is ``(its parent, its method)`` (``ours-proxy`` when unlearned with
+    the proxy retain pool); a model pre-trained without some classes is ``retrained``; any other
+    pre-trained model is ``original``.
+    """
+    manifest = getattr(model, "manifest", {}) or {}
+    recipe = manifest.get("recipe", {})
+    if recipe.get("command") == "unlearn":
+        parent = (manifest.get("parent") or {}).get("model") or fallback
+        method = recipe.get("method", "unlearned") + ("-proxy" if recipe.get("proxy") else "")
+        return Path(str(parent)).name, method
+    if recipe.get("exclude_classes"):
+        return fallback, "retrained"
+    return fallback, "original"
+
+
+def evaluation_sets(dataset: ImageDataset, forget, retain) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{"retain": (images, labels), "forget": (...)}: the held-out evaluation rows."""
+    return {"retain": dataset.images(retain, split="eval"), "forget": dataset.images(forget, split="eval")}
+
+
+def score_model(model: I2IModel, dataset: ImageDataset, forget, retain,
+                mask_name: str = "centre-8/16", metrics=METRICS, nets: MetricNets | None = None,
+                seed: int = 0, batch_size: int = 100, return_images: bool = False,
+                progress: bool = False) -> dict:
+    """Inpaint the held-out D_R and D_F images under ``mask_name`` and compute ``metrics``.
+
+    seed: the sampling seed (the generator handed to ``generate``).
+    -> {"retain": {metric: value}, "forget": {...}} (and "images": {set: (truth, generated,
+    mask)} with ``return_images``).
+    """
+    model = load_any(model)
+    metrics = normalize_metrics(metrics)
+    if nets is None and set(metrics) - {"psnr"}:
+        from .metrics import tiny_nets
+        nets = tiny_nets(dataset.name)
+    out, images = {}, {}
+    for name, (x, labels) in evaluation_sets(dataset, forget, retain).items():
+        generated, mask = inpaint(model, x, mask_name, batch_size=batch_size, seed=seed,
+                                  progress=progress)
+        out[name] = compute_metrics(generated, x, mask, nets, metrics, labels=labels)
+        images[name] = (x, generated, mask)
+    if return_images:
+        out["images"] = images
+    return out
+
+
+def rows_from_scores(scores: dict, model: str, method: str, seed: int) -> list[dict]:
+    """{"retain": {...}, "forget": {...}} -> tidy rows (one per set and metric)."""
+    return [{"model": model, "method": method, "seed": int(seed), "set": s, "metric": m,
+             "value": float(v)} for s in SETS for m, v in scores[s].items()]
+
+
+def evaluate_model(model, data: str | ImageDataset | None = None, forget=(0, 1, 2), retain=None,
+                   mask_name: str = "centre-8/16", metrics=METRICS, seeds=(0,),
+                   nets: MetricNets | None = None, name: str | None = None,
+                   method: str | None = None, progress: bool = False) -> list[dict]:
+    """Tidy rows for one model (zoo name, checkpoint directory or loaded model), one block per
+    sampling seed. ``name`` / ``method`` default to what the manifest says (``describe``)."""
+    from .data import load_dataset, make_split
+    label = str(model) if not isinstance(model, I2IModel) else "model"
+    model = load_any(model)
+    data = data or model.manifest["data"]["dataset"]
+    dataset = data if isinstance(data, ImageDataset) else load_dataset(data)
+    split = make_split(dataset.num_classes, forget, retain, dataset=dataset.name)
+    guessed = describe(model, Path(label).name)
+    name, method = name or guessed[0], method or guessed[1]
+    rows = []
+    for seed in tqdm(list(seeds), desc=f"evaluating {method}", disable=not progress):
+        scores = score_model(model, dataset, split.forget, split.retain, mask_name, metrics, nets,
+                             seed=seed)
+        rows += rows_from_scores(scores, name, method, seed)
+    return rows
+
+
+def tidy(rows: list[dict]) -> pd.DataFrame:
+    """Rows -> DataFrame with exactly the columns model, method, seed, set, metric, value."""
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+@torch.no_grad()
+def embedding_groups(original, unlearned, dataset: ImageDataset, forget, retain,
+                     mask_name: str = "centre-8/16", nets: MetricNets | None = None,
+                     seed: int = 0) -> dict[str, torch.Tensor]:
+    """Embeddings (the cosine network's) of the generated held-out images in the paper's four
+    t-SNE groups: {"original / retain", "original / forget", "unlearned / retain",
+    "unlearned / forget"} -> (N, E). Feed to ``plots.tsne_plot``."""
+    from .metrics import run_net, tiny_nets
+    nets = nets or tiny_nets(dataset.name)
+    groups = {}
+    for who, model in (("original", load_any(original)), ("unlearned", load_any(unlearned))):
+        for name, (x, _) in evaluation_sets(dataset, forget, retain).items():
+            generated, _ = inpaint(model, x, mask_name, seed=seed)
+            groups[f"{who} / {name}"] = run_net(nets.cosine, generated)["embedding"]
+    return {k: groups[k] for k in ("original / retain", "original / forget",
+                                   "unlearned / retain", "unlearned / forget")}

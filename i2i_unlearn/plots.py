@@ -59,3 +59,63 @@ def loss_curves(history: list[dict], keys=("retain", "forget"), title: str = "",
     ax.set_title(f"{title} ({scale} scale)" if title else f"({scale} scale)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# -- the evaluation figures ------------------------------------------------------------------
+GROUP_STYLE = {  # the paper's Figure 4 groups: original/unlearned × forget/retain
+    "original / retain": ("tab:blue", "o"), "original / forget": ("tab:orange", "o"),
+    "unlearned / retain": ("tab:green", "^"), "unlearned / forget": ("tab:red", "^"),
+}
+
+
+def tsne_points(groups: dict[str, torch.Tensor], seed: int = 0, perplexity: float = 30.0):
+    """Joint 2-d t-SNE of every group's embeddings (label -> (N, E)). -> {label: (N, 2) array}"""
+    from sklearn.manifold import TSNE
+    labels = list(groups)
+    stacked = torch.cat([groups[k].detach().cpu().double() for k in labels]).numpy()
+    perplexity = min(perplexity, (len(stacked) - 1) / 3)
+    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(stacked)
+    out, start = {}, 0
+    for k in labels:
+        out[k] = xy[start:start + len(groups[k])]
+        start += len(groups[k])
+    return out
+
+
+def tsne_plot(groups: dict[str, torch.Tensor], title: str = "", scale: str = "tiny",
+              seed: int = 0, points: dict | None = None):
+    """Scatter of a joint t-SNE of embedding groups (e.g. ``evaluate.embedding_groups``)."""
+    points = points or tsne_points(groups, seed)
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    for i, (label, xy) in enumerate(points.items()):
+        color, marker = GROUP_STYLE.get(label, (f"C{i}", "o"))
+        ax.scatter(xy[:, 0], xy[:, 1], s=9, alpha=0.7, c=color, marker=marker, label=label)
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.legend(fontsize=7, markerscale=1.5)
+    ax.set_title(f"{title} ({scale} scale)" if title else f"t-SNE ({scale} scale)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff_curves(df, x: str = "alpha", metrics=("fid", "cosine"), title: str = "",
+                    scale: str = "tiny", reference: dict | None = None):
+    """Retain and forget metrics (mean ± std over seeds) against ``x`` (a column of tidy rows,
+    e.g. from ``tables.alpha_sweep``); one panel per metric. ``reference``: {(set, metric):
+    value} drawn as dotted lines (e.g. the original model's)."""
+    metrics = [m for m in metrics if m in set(df["metric"])]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        sub = df[df["metric"] == metric]
+        for i, s in enumerate(("retain", "forget")):
+            g = sub[sub["set"] == s].groupby(x)["value"]
+            mean, std = g.mean(), g.std().fillna(0)
+            ax.errorbar(mean.index, mean.values, yerr=std.values, marker="o", capsize=3,
+                        color=f"C{i}", label=f"D_{s[0].upper()} ({s})")
+            if reference and (s, metric) in reference:
+                ax.axhline(reference[(s, metric)], color=f"C{i}", ls=":", lw=1)
+        ax.set_xlabel(x)
+        ax.set_ylabel(metric)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title} ({scale} scale)" if title else f"trade-off ({scale} scale)", fontsize=10)
+    fig.tight_layout()
+    return fig

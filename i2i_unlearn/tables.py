@@ -1,0 +1,177 @@
+"""The paper's tables from tidy rows: every method, several seeds, mean ± std.
+
+    df = compare_methods("mae-mnist", forget=[0, 1, 2], seeds=(0, 1, 2),
+                         retrained="mae-mnist-retrained", workers=2)
+    print(paper_table(df))
+
+Seeds: for an unlearned row, seed ``s`` is both the unlearning seed (batches, masks, noise) and the
+sampling seed of generation; for ``original`` and ``retrained`` only the sampling seed varies
+(a deterministic generator such as the MAE's then shows zero spread, as it should).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import pandas as pd
+
+from .evaluate import SETS, evaluate_model, rows_from_scores, score_model, tidy
+from .metrics import METRICS
+from .unlearn import METHODS
+
+# Rows in the paper's order, with our additions: the proxy variant and the retrained reference.
+METHOD_ORDER = ("original", "max-loss", "noisy-label", "retain-label", "random-encoder", "ours",
+                "ours-proxy", "retrained")
+METRIC_ORDER = ("fid", "is", "cosine", "acc", "mse", "psnr")
+SET_LABELS = {"retain": "D_R", "forget": "D_F"}
+
+
+def _order(values, order):
+    known = [v for v in order if v in set(values)]
+    return known + sorted(set(values) - set(order))
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std (over seeds, ddof 1; 0 for one seed) and count per model, method, set, metric."""
+    if "mask" in df and df["mask"].nunique() > 1:
+        raise ValueError(f"df: rows of several masks {sorted(df['mask'].unique())}; select one "
+                         f"first, e.g. df[df['mask'] == 'centre-8/16']")
+    g = df.groupby(["model", "method", "set", "metric"], sort=False)["value"]
+    out = g.agg(["mean", "std", "count"]).reset_index()
+    out["std"] = out["std"].fillna(0.0)
+    return out
+
+
+def paper_table(df: pd.DataFrame, metrics=None, digits: int = 2, numeric: bool = False) -> pd.DataFrame:
+    """Pivot tidy rows to the paper's layout: one row per (model, method), columns
+    (D_R | D_F) × metric, cells ``mean ± std`` over seeds (``numeric=True``: the means only)."""
+    s = summarize(df)
+    if metrics is not None:
+        s = s[s["metric"].isin(metrics)]
+    s = s.assign(set=s["set"].map(SET_LABELS).fillna(s["set"]))
+    fmt = f"{{:.{digits}f}} ± {{:.{digits}f}}"
+    s["cell"] = s["mean"] if numeric else [fmt.format(m, d) for m, d in zip(s["mean"], s["std"])]
+    table = s.pivot_table(index=["model", "method"], columns=["set", "metric"], values="cell",
+                          aggfunc="first", sort=False)
+    sets = [SET_LABELS[x] for x in SETS if SET_LABELS[x] in table.columns.get_level_values(0)]
+    cols = [(st, m) for st in sets
+            for m in _order(table[st].columns, METRIC_ORDER)]
+    rows = [(mo, me) for mo in _order(table.index.get_level_values(0), ())
+            for me in _order(table.loc[mo].index, METHOD_ORDER)]
+    return table.loc[rows, cols]
+
+
+# -- running every method ------------------------------------------------------------------
+def _unlearn_and_score(job: dict) -> list[dict]:
+    """One (method, seed) cell: unlearn from scratch (or load), inpaint, score. Runs in workers."""
+    import torch
+    torch.set_num_threads(job.get("threads", 1))
+    from .data import load_dataset, make_split
+    from .evaluate import load_any
+    from .unlearn import unlearn_classes
+    start, cpu = time.time(), time.process_time()
+    method, seed = job["method"], job["seed"]
+    if method in ("original", "retrained"):
+        model = load_any(job["checkpoint"])
+    else:
+        base = "ours" if method == "ours-proxy" else method
+        model, _ = unlearn_classes(job["model"], job["forget"], retain=job["retain"],
+                                   proxy=method == "ours-proxy", method=base, seed=seed,
+                                   progress=False, **job.get("unlearn_kwargs", {}))
+    dataset = load_dataset(job["data"])
+    split = make_split(dataset.num_classes, job["forget"], job["retain"], dataset=job["data"])
+    rows = []
+    for mask in job["masks"]:  # one unlearned model, scored under every evaluation mask
+        scores = score_model(model, dataset, split.forget, split.retain, mask, job["metrics"],
+                             seed=seed)
+        rows += [{**r, "mask": mask} for r in rows_from_scores(scores, job["name"], method, seed)]
+    for r in rows:  # wall time, and the CPU time this (single-threaded) worker used
+        r["seconds"], r["cpu_seconds"] = time.time() - start, time.process_time() - cpu
+    return rows
+
+
+def compare_methods(model: str = "mae-mnist", forget=(0, 1, 2), retain=None,
+                    methods=METHOD_ORDER, seeds=(0, 1, 2), retrained: str | None = None,
+                    mask_name: str | tuple[str, ...] = "centre-8/16", metrics=METRICS, workers: int = 1,
+                    unlearn_kwargs: dict | None = None, progress: bool = True,
+                    done: pd.DataFrame | None = None, on_cell=None) -> pd.DataFrame:
+    """Unlearn ``forget`` from ``model`` with every method and seed, evaluate everything.
+
+    model: zoo name or checkpoint directory of the original. retrained: zoo name or checkpoint
+    directory of the model trained without ``forget`` (``pretrain --exclude-classes``); its row is
+    skipped when None. mask_name: one evaluation mask or several (each model is unlearned once
+    and scored under each; rows carry a ``mask`` column). workers: parallel processes (each
+    single-threaded). done: rows of an interrupted run; its (method, seed) cells are kept and
+    not run again. on_cell: called with each finished cell's rows (e.g. to append them to a file).
+    Returns tidy rows plus ``seconds`` and ``cpu_seconds`` columns (wall and CPU time of each
+    cell; on a busy machine the CPU time is what the cell costs on an idle core).
+    """
+    from tqdm.auto import tqdm
+
+    from . import zoo
+    from .metrics import normalize_metrics
+    unknown = set(methods) - set(METHOD_ORDER)
+    if unknown:
+        raise ValueError(f"methods: unknown {sorted(unknown)}; expected any of {METHOD_ORDER}")
+    data = zoo.read_manifest(model)["data"]["dataset"]
+    if retrained is not None:
+        excluded = set(zoo.read_manifest(retrained)["recipe"].get("exclude_classes") or ())
+        if excluded != set(forget):
+            raise ValueError(f"retrained: {retrained} was trained without classes "
+                             f"{sorted(excluded)}, not the forget classes {sorted(forget)}")
+    name = os.path.basename(str(model).rstrip("/"))
+    common = {"model": model, "forget": list(forget), "retain": retain, "data": data,
+              "masks": [mask_name] if isinstance(mask_name, str) else list(mask_name),
+              "metrics": normalize_metrics(metrics), "name": name,
+              "unlearn_kwargs": unlearn_kwargs or {}}
+    jobs = []
+    for method in methods:
+        if method == "retrained" and retrained is None:
+            continue
+        checkpoint = {"original": model, "retrained": retrained}.get(method)
+        for seed in seeds:
+            if done is not None and ((done["method"] == method) & (done["seed"] == seed)).any():
+                continue
+            jobs.append({**common, "method": method, "seed": seed, "checkpoint": checkpoint})
+    # Longest first: unlearning runs before the cheap evaluation-only rows.
+    jobs.sort(key=lambda j: j["method"] in ("original", "retrained"))
+    rows = [] if done is None else done.to_dict("records")
+
+    def finished(cell: list[dict]):
+        rows.extend(cell)
+        if on_cell is not None:
+            on_cell(cell)
+        bar.update()
+
+    bar = tqdm(total=len(jobs), desc="table cells", disable=not progress)
+    if workers <= 1:
+        for job in jobs:
+            finished(_unlearn_and_score(job))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            for fut in as_completed([pool.submit(_unlearn_and_score, j) for j in jobs]):
+                finished(fut.result())
+    bar.close()
+    df = pd.DataFrame(rows)
+    return df.sort_values(["method", "seed", "set", "metric"], key=lambda c: c.map(
+        {m: i for i, m in enumerate(METHOD_ORDER)}) if c.name == "method" else c,
+        ignore_index=True)
+
+
+__all__ = ["METHOD_ORDER", "summarize", "paper_table", "compare_methods", "alpha_sweep", "evaluate_model",
+           "tidy", "METHODS"]
+
+
+def alpha_sweep(model: str = "mae-mnist", forget=(0, 1, 2), alphas=(0.05, 0.25, 1.0),
+                seeds=(0,), method: str = "ours", **kwargs) -> pd.DataFrame:
+    """``compare_methods`` for one method at several forget weights α; rows gain an ``alpha``
+    column (for ``plots.tradeoff_curves``)."""
+    extra = kwargs.pop("unlearn_kwargs", {})
+    parts = []
+    for alpha in alphas:
+        df = compare_methods(model, forget, methods=(method,), seeds=seeds,
+                             unlearn_kwargs={**extra, "alpha": alpha}, **kwargs)
+        parts.append(df.assign(alpha=alpha))
+    return pd.concat(parts, ignore_index=True)

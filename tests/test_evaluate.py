@@ -1,0 +1,140 @@
+"""Tests of the evaluation: tidy rows, seeds, the paper-layout pivot, the CLI, the figures."""
+import pandas as pd
+import pytest
+import torch
+
+from i2i_unlearn import zoo
+from i2i_unlearn.cli import main
+from i2i_unlearn.data import load_dataset
+from i2i_unlearn.evaluate import (COLUMNS, describe, embedding_groups, evaluate_model, score_model,
+                                  tidy)
+from i2i_unlearn.tables import METHOD_ORDER, compare_methods, paper_table, summarize
+
+ALL = ["fid", "is", "cosine", "forget-acc", "psnr"]
+
+
+def test_score_model_gives_every_metric_on_both_sets(small_checkpoint):
+    d = load_dataset("mnist")
+    out = score_model(small_checkpoint, d, [0, 1, 2], [3, 4, 5], "centre-4/16", ALL,
+                      return_images=True)
+    for s in ("retain", "forget"):
+        assert set(out[s]) == {"fid", "is", "cosine", "acc", "mse", "psnr"}
+        truth, generated, mask = out["images"][s]
+        assert truth.shape == generated.shape == (150, 1, 32, 32)
+        assert mask.sum() == 150 * 8 * 8  # centre 4/16 of 32 px: an 8 px square
+        visible = mask.expand_as(truth) == 0
+        assert torch.equal(generated[visible], truth[visible])
+
+
+def test_tidy_rows_have_the_documented_columns_and_one_block_per_seed(small_checkpoint):
+    rows = evaluate_model(small_checkpoint, forget=[0, 1, 2], metrics=["fid", "psnr"],
+                          seeds=(0, 1), mask_name="outpaint")
+    df = tidy(rows)
+    assert tuple(df.columns) == COLUMNS
+    assert len(df) == 2 * 2 * 3  # seeds × sets × (fid, mse, psnr)
+    assert set(df["set"]) == {"retain", "forget"} and set(df["seed"]) == {0, 1}
+    assert set(df["method"]) == {"original"} and set(df["model"]) == {"small-mae-mnist"}
+
+
+def test_describe_reads_the_manifest():
+    class Fake:
+        manifest = {"recipe": {"command": "unlearn", "method": "ours", "proxy": True},
+                    "parent": {"model": "mae-mnist"}}
+    assert describe(Fake()) == ("mae-mnist", "ours-proxy")
+    Fake.manifest = {"recipe": {"command": "pretrain", "exclude_classes": [0, 1, 2]}}
+    assert describe(Fake(), "ref") == ("ref", "retrained")
+    Fake.manifest = {"recipe": {"command": "pretrain", "exclude_classes": []}}
+    assert describe(Fake(), "mae-mnist") == ("mae-mnist", "original")
+
+
+def synthetic_rows():
+    rows = []
+    for method, base in (("ours", 10.0), ("retrained", 20.0), ("original", 5.0)):
+        for seed, noise in zip((0, 1, 2), (-1.0, 0.0, 1.0)):
+            for s in ("retain", "forget"):
+                for metric in ("cosine", "fid"):
+                    rows.append({"model": "m", "method": method, "seed": seed, "set": s,
+                                 "metric": metric, "value": base + noise + (s == "forget")})
+    return tidy(rows)
+
+
+def test_paper_table_layout_and_spread():
+    table = paper_table(synthetic_rows())
+    assert list(table.index) == [("m", "original"), ("m", "ours"), ("m", "retrained")]
+    assert list(table.columns) == [("D_R", "fid"), ("D_R", "cosine"), ("D_F", "fid"),
+                                   ("D_F", "cosine")]
+    assert table.loc[("m", "ours"), ("D_F", "fid")] == "11.00 ± 1.00"
+    numeric = paper_table(synthetic_rows(), numeric=True)
+    assert numeric.loc[("m", "retrained"), ("D_R", "cosine")] == pytest.approx(20.0)
+    s = summarize(synthetic_rows())
+    assert set(s["count"]) == {3}
+    two_masks = pd.concat([synthetic_rows().assign(mask=m) for m in ("centre-4/16", "outpaint")])
+    with pytest.raises(ValueError, match="mask"):
+        paper_table(two_masks)
+    assert paper_table(two_masks[two_masks["mask"] == "outpaint"]).shape == table.shape
+    one_seed = paper_table(synthetic_rows().query("seed == 0"))
+    assert one_seed.loc[("m", "ours"), ("D_R", "fid")] == "9.00 ± 0.00"
+
+
+def test_compare_methods_runs_each_method_and_seed(small_checkpoint, tmp_path):
+    from i2i_unlearn.loop import LoopConfig
+    from i2i_unlearn.pretrain import pretrain
+    ref, info = pretrain("mae", "mnist", exclude_classes=[0, 1, 2],
+                         loop=LoopConfig(steps=1, warmup_steps=1), batch_size=4, progress=False)
+    zoo.save(ref, tmp_path / "ref", info)
+    df = compare_methods(small_checkpoint, [0, 1, 2], methods=("original", "ours-proxy",
+                                                               "retrained"),
+                         seeds=(0, 1), retrained=tmp_path / "ref", metrics=["psnr"],
+                         unlearn_kwargs={"steps": 2, "batch_size": 4}, progress=False)
+    assert set(COLUMNS) <= set(df.columns)
+    assert len(df) == 3 * 2 * 2 * 2  # methods × seeds × sets × (mse, psnr)
+    table = paper_table(df, numeric=True)
+    assert [m for _, m in table.index] == ["original", "ours-proxy", "retrained"]
+    # The MAE generates deterministically: the original's seeds only change sampling -> no spread.
+    original = summarize(df).query("method == 'original'")
+    assert (original["std"] == 0).all()
+    # An interrupted run resumes: cells already done are kept, not run again.
+    cells = []
+    again = compare_methods(small_checkpoint, [0, 1, 2], methods=("original", "ours-proxy"),
+                            seeds=(0, 1), metrics=["psnr"], done=df[df["method"] == "ours-proxy"],
+                            on_cell=cells.append, progress=False)
+    assert len(cells) == 2 and {r["method"] for c in cells for r in c} == {"original"}
+    assert len(again) == 2 * 2 * 2 * 2
+    with pytest.raises(ValueError, match="retrained"):  # a reference that saw the forget classes
+        compare_methods(small_checkpoint, [0, 1, 2], retrained=small_checkpoint, progress=False)
+    with pytest.raises(ValueError, match="methods"):
+        compare_methods(small_checkpoint, [0], methods=("forgetful",), progress=False)
+    assert set(METHOD_ORDER) >= {"ours", "ours-proxy", "retrained", "original"}
+
+
+def test_cli_evaluate_writes_tidy_csv_and_json(small_checkpoint, tmp_path, capsys):
+    csv, js = tmp_path / "rows.csv", tmp_path / "scores.json"
+    assert main(["evaluate", "--model", str(small_checkpoint), "--forget", "0", "1", "2",
+                 "--metrics", *ALL, "--mask", "centre-4/16", "--seeds", "0", "1",
+                 "--csv", str(csv), "--json", str(js), "--quiet"]) == 0
+    df = pd.read_csv(csv)
+    assert list(df.columns) == list(COLUMNS)
+    assert set(df["metric"]) == {"fid", "is", "cosine", "acc", "mse", "psnr"}
+    assert len(df) == 2 * 2 * 6 and set(df["set"]) == {"retain", "forget"}
+    printed = capsys.readouterr().out
+    assert "D_R" in printed and "D_F" in printed and "±" in printed
+    assert main(["evaluate", "--model", str(small_checkpoint), "--forget", "0",
+                 "--metrics", "fjd", "--quiet"]) == 2
+    assert "metrics" in capsys.readouterr().err
+
+
+def test_figures_tsne_and_tradeoff(small_checkpoint):
+    import matplotlib
+    matplotlib.use("Agg")
+    from i2i_unlearn.plots import tradeoff_curves, tsne_plot
+    d = load_dataset("mnist")
+    groups = embedding_groups(small_checkpoint, small_checkpoint, d, [0], [3])
+    assert list(groups) == ["original / retain", "original / forget", "unlearned / retain",
+                            "unlearned / forget"]
+    assert all(g.shape == (50, 64) for g in groups.values())
+    small = {k: v[:20] for k, v in groups.items()}
+    fig = tsne_plot(small, title="t-SNE")
+    assert len(fig.axes[0].collections) == 4 and "tiny scale" in fig.axes[0].get_title()
+    df = synthetic_rows().assign(alpha=lambda f: f["seed"] * 0.5)
+    fig = tradeoff_curves(df, metrics=("fid", "cosine"), reference={("retain", "fid"): 5.0})
+    assert len(fig.axes) == 2
