@@ -2,7 +2,8 @@
 
     i2i-unlearn pretrain --model mae --data mnist --out runs/mae-mnist
     i2i-unlearn unlearn  --model mae-mnist --forget 0 1 2 --method ours --out runs/ours
-    i2i-unlearn evaluate --model runs/ours --forget 0 1 2 --json runs/ours/eval.json
+    i2i-unlearn evaluate --model runs/ours --forget 0 1 2 --metrics fid is cosine psnr --csv runs/ours/eval.csv
+    i2i-unlearn audit    --model runs/ours --forget 0 1 2 --reference mae-mnist-retrained --csv runs/ours/audit.csv
 """
 from __future__ import annotations
 
@@ -36,14 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", help="train a model from scratch (the tiny zoo, or the "
                        "retrained reference with --exclude-classes)")
-    p.add_argument("--model", required=True, choices=["mae", "diffusion"], help="model family")
+    p.add_argument("--model", required=True, choices=["mae", "diffusion", "vqgan"],
+                   help="model family (vqgan trains its tokenizer first, then the transformer)")
     p.add_argument("--data", required=True, choices=["mnist", "scenes"], help="tiny dataset")
     p.add_argument("--out", required=True, help="new checkpoint directory to write")
     p.add_argument("--exclude-classes", type=int, nargs="*", default=[], metavar="C",
                    help="classes never shown to the model (retrain-from-scratch reference)")
     p.add_argument("--preset", default=None,
                    help="size preset of the family (mae: mae-tiny (default), mae-small; "
-                        "diffusion: diffusion-tiny (default), diffusion-small)")
+                        "diffusion: diffusion-tiny (default), diffusion-small; "
+                        "vqgan: vqgan-tiny (default))")
     p.add_argument("--mask-ratio", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                    help="range of the random share of visible patches dropped on top of the "
                         "training box, drawn uniformly per step (MAE; default: the preset's, "
@@ -73,21 +76,59 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save a resumable checkpoint every N steps (0: never; default %(default)s)")
     _add_seed_steps(p, None, "unlearning (default: the family's default)")
 
-    p = sub.add_parser("evaluate", help="hidden-region MSE / PSNR on held-out D_R and D_F images")
+    p = sub.add_parser("evaluate", help="the paper's metrics (FID, IS, embedding cosine), "
+                       "forget-class accuracy and hidden-region PSNR on held-out D_R and D_F images")
     p.add_argument("--model", required=True, help="zoo name or checkpoint directory")
     p.add_argument("--forget", required=True, type=int, nargs="+", metavar="C")
     p.add_argument("--retain", type=int, nargs="+", metavar="C", default=None)
     p.add_argument("--mask", default="centre-8/16",
                    help="centre-K/N (e.g. centre-4/16, centre-8/16) or outpaint (default %(default)s)")
-    p.add_argument("--json", required=True, help="file to write the scores to")
+    p.add_argument("--metrics", nargs="+", default=["psnr"], metavar="M",
+                   help="any of: fid is cosine forget-acc psnr (psnr also reports mse; default: "
+                        "%(default)s); tiny scale scores with the shipped classifier of the "
+                        "model's dataset")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="S",
+                   help="sampling seeds; the spread over them is reported (default: %(default)s)")
+    p.add_argument("--scale", choices=["tiny", "paper"], default="tiny",
+                   help="feature networks: tiny = the package's classifiers; paper = Inception "
+                        "(FID, IS) and CLIP ViT-H-14 (cosine), downloaded once (default: %(default)s)")
+    p.add_argument("--csv", default=None, help="file to write tidy rows to (columns model, "
+                   "method, seed, set, metric, value; set is retain or forget)")
+    p.add_argument("--json", default=None,
+                   help="file to write {set: {metric: mean over seeds}} to")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("audit", help="forgetting audit: linear probe, membership inference, "
+                       "relearning and context sweep, against the original and the retrained model")
+    p.add_argument("--model", required=True, nargs="+", metavar="DIR",
+                   help="unlearned model(s) to audit: checkpoint directories or zoo names")
+    p.add_argument("--forget", required=True, type=int, nargs="+", metavar="C",
+                   help="the forget classes the models were meant to unlearn")
+    p.add_argument("--retain", type=int, nargs="+", metavar="C", default=None)
+    p.add_argument("--original", default=None, help="the model before unlearning (default: the "
+                   "parent recorded in the first --model's manifest)")
+    p.add_argument("--reference", default=None, help="the model retrained from scratch without "
+                   "the forget classes (default: <original>-retrained, e.g. mae-mnist-retrained)")
+    p.add_argument("--probes", nargs="+", default=None, metavar="P",
+                   help="any of: probe membership relearn context (default: all)")
+    p.add_argument("--relearn-steps", type=int, default=None,
+                   help="fine-tuning steps of the relearning probe (default: 50)")
+    p.add_argument("--relearn-k", type=int, default=None,
+                   help="forget images the relearning probe fine-tunes on (default: 32)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every draw (default %(default)s)")
+    p.add_argument("--csv", default=None, help="file to write every probe's tidy rows to")
+    p.add_argument("--summary-csv", default=None, help="file to write the verdict table to")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"pretrain": _pretrain, "unlearn": _unlearn, "evaluate": _evaluate}[args.command](args)
-    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as err:
+        return {"pretrain": _pretrain, "unlearn": _unlearn, "evaluate": _evaluate,
+                "audit": _audit}[args.command](args)
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError,
+            ConnectionError) as err:
         print(f"i2i-unlearn {args.command}: error: {err}", file=sys.stderr)
         return 2
 
@@ -134,16 +175,63 @@ def _unlearn(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .data import load_dataset, make_split
-    from .evaluate import evaluate_forgetting
+    from .data import load_dataset
+    from .evaluate import SETS, describe, evaluate_model, tidy
+    from .metrics import normalize_metrics, paper_nets
+    from .tables import paper_table
+    metrics = normalize_metrics(args.metrics)
     model = zoo.load(args.model)
-    data = model.manifest["data"]["dataset"]
-    dataset = load_dataset(data)
-    split = make_split(dataset.num_classes, args.forget, args.retain, dataset=data)
-    scores = evaluate_forgetting(model, dataset, split.forget, split.retain, args.mask)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(scores, indent=2) + "\n")
-    print(json.dumps(scores, indent=2))
+    dataset = load_dataset(model.manifest["data"]["dataset"])
+    nets = paper_nets() if args.scale == "paper" and set(metrics) - {"psnr"} else None
+    name, method = describe(model, Path(args.model.rstrip("/")).name)
+    df = tidy(evaluate_model(model, dataset, args.forget, args.retain, args.mask, metrics,
+                             args.seeds, nets=nets, name=name, method=method,
+                             progress=not args.quiet))
+    if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(args.csv, index=False)
+    if args.json:
+        means = df.groupby(["set", "metric"], sort=False)["value"].mean()
+        scores = {s: {m: float(v) for m, v in means[s].items()} for s in SETS}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(scores, indent=2) + "\n")
+    print(paper_table(df, digits=4).to_string())
+    return 0
+
+
+def _audit(args) -> int:
+    from .audit import AuditConfig, audit
+    overrides = {"seed": args.seed}
+    for arg, key in (("probes", "probes"), ("relearn_steps", "relearn_steps"),
+                     ("relearn_k", "relearn_k")):
+        if getattr(args, arg) is not None:
+            overrides[key] = getattr(args, arg)
+    try:
+        config = AuditConfig(**overrides)
+    except ValueError as err:  # name the flag, not the field
+        raise ValueError(f"--{str(err).split(':')[0].replace('_', '-')}:"
+                         f"{str(err).split(':', 1)[1]}") from None
+    models = {Path(m.rstrip("/")).name or m: m for m in args.model}
+    if len(models) != len(args.model):
+        raise ValueError(f"--model: two models share a directory name: {args.model}")
+    try:
+        result = audit(models, args.forget, args.retain, original=args.original,
+                       reference=args.reference, config=config, progress=not args.quiet)
+    except (ValueError, FileNotFoundError) as err:
+        msg = str(err)
+        for field, flag in (("models", "--model"), ("original", "--original"),
+                            ("reference", "--reference"), ("forget", "--forget"),
+                            ("retain", "--retain")):
+            if msg.startswith(field):
+                msg = flag + msg[len(field):]
+                break
+        raise type(err)(msg) from None
+    for path, frame in ((args.csv, result.rows), (args.summary_csv, result.summary)):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(path, index=False)
+    cols = ["model", "probe", "value", "original", "retrained", "position", "verdict"]
+    print(result.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
 

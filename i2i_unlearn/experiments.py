@@ -80,7 +80,7 @@ def retrained(model: str, forget) -> I2IModel:
     from .loop import LoopConfig
     from .pretrain import pretrain
     manifest = zoo.read_manifest(model)
-    recipe = manifest["recipe"]
+    recipe = _full_recipe(manifest)
     if recipe.get("command") != "pretrain":
         raise ValueError(f"model: {model!r} was not made by pretrain, so there is no recipe to "
                          f"retrain (its recipe is {recipe.get('command')!r})")
@@ -88,7 +88,7 @@ def retrained(model: str, forget) -> I2IModel:
     data = manifest["data"]["dataset"]
     for name in zoo.TINY_MODELS:
         shipped = zoo.read_manifest(name)
-        if shipped["recipe"] == wanted and shipped["data"]["dataset"] == data:
+        if _full_recipe(shipped) == wanted and shipped["data"]["dataset"] == data:
             return zoo.load(name)
     config = {"recipe": wanted, "data": data}
     final = _entry("retrained", config)
@@ -104,6 +104,16 @@ def retrained(model: str, forget) -> I2IModel:
         zoo.save(net, tmp, info)
         _publish(tmp, final)
     return zoo.load(final)
+
+
+def _full_recipe(manifest: dict) -> dict:
+    """The manifest's recipe with fields that older manifests left implicit filled in from the
+    model's config (``mask_ratio``: the MAE's random-drop range), so equal recipes compare equal."""
+    recipe = dict(manifest["recipe"])
+    if recipe.get("command") == "pretrain" and "mask_ratio" not in recipe:
+        ratio = manifest["config"].get("train_mask_ratio")
+        recipe["mask_ratio"] = list(ratio) if ratio else None
+    return recipe
 
 
 def table(name: str, config: dict, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:

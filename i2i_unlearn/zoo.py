@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from .models.base import I2IModel
 
 ZOO_DIR = Path(__file__).parent / "zoo"
-TINY_MODELS = ("mae-mnist", "mae-scenes")
+TINY_MODELS = ("mae-mnist", "mae-scenes", "mae-mnist-retrained")
 WEIGHTS, MANIFEST = "model.safetensors", "manifest.json"
 
 # Paper-scale weights: fetched only where the network reaches them (never in tests or CI).
@@ -45,9 +45,10 @@ PAPER_MODELS = {
 
 
 def _families():
-    from .models import diffusion, mae
+    from .models import diffusion, mae, vqgan
     return {"mae": (mae.MAEConfig, mae.MaskedAutoencoder),
-            "diffusion": (diffusion.DiffusionConfig, diffusion.DiffusionInpainter)}
+            "diffusion": (diffusion.DiffusionConfig, diffusion.DiffusionInpainter),
+            "vqgan": (vqgan.VQGANConfig, vqgan.VQGANInpainter)}
 
 
 def build_model(family: str, config: dict) -> I2IModel:
