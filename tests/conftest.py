@@ -1,4 +1,5 @@
-"""Shared fixtures: a small MAE saved as a checkpoint directory (no shipped weights needed)."""
+"""Shared fixtures and helpers: a small MAE saved as a checkpoint directory (no shipped weights
+needed); random images, a centre mask and seeded generators for the model-family tests."""
 import pytest
 import torch
 
@@ -20,3 +21,19 @@ def small_checkpoint(tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt") / "small-mae-mnist"
     zoo.save(small_mae(), out, {"data": {"dataset": "mnist"}, "recipe": {"command": "test"}})
     return out
+
+
+def centre_mask(b: int, size: int = 32, box: int = 16) -> torch.Tensor:
+    m = torch.zeros(b, 1, size, size)
+    s = (size - box) // 2
+    m[:, :, s:s + box, s:s + box] = 1
+    return m
+
+
+def images(b: int, c: int = 1, size: int = 32, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, c, size, size, generator=g) * 2 - 1
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)

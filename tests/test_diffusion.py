@@ -13,6 +13,7 @@ from i2i_unlearn.models.diffusion import (PRESETS, DiffusionConfig, DiffusionCor
 from i2i_unlearn.models.palette import (load_palette, official_palette_shapes, palette_config,
                                         palette_to_diffusers)
 from i2i_unlearn.unlearn import METHODS, UnlearnConfig, run_unlearning
+from conftest import centre_mask, gen, images  # shared test helpers
 
 # a dummy UNet: two levels (32 -> 16), attention at the lower one, 2 DDIM steps
 DUMMY = dict(block_out_channels=(16, 32), attention_levels=(False, True), attention_head_dim=16,
@@ -36,22 +37,6 @@ def seeded_weights(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             else:
                 p.copy_(0.1 * r + (1.0 if id(p) in norms else 0.0))
     return model
-
-
-def centre_mask(b: int, size: int = 32, box: int = 16) -> torch.Tensor:
-    m = torch.zeros(b, 1, size, size)
-    s = (size - box) // 2
-    m[:, :, s:s + box, s:s + box] = 1
-    return m
-
-
-def images(b: int, c: int = 1, size: int = 32, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(b, c, size, size, generator=g) * 2 - 1
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # -- config, presets -------------------------------------------------------------------------

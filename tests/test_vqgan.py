@@ -12,6 +12,7 @@ from i2i_unlearn.models.mage import (MAGE_DDCONFIG, load_mage, mage_config, mage
                                      tokenizer_config, vqgan_to_diffusers)
 from i2i_unlearn.models.vqgan import PRESETS, VQCorruption, VQGANConfig, VQGANInpainter, build_vqgan
 from i2i_unlearn.unlearn import METHODS, UnlearnConfig, run_unlearning
+from conftest import centre_mask, gen, images  # shared test helpers
 
 # a dummy model: 8x8 grid of 4x4-pixel tokens, 16 codes, one-block transformer, 2 decoding steps
 DUMMY = dict(vq_channels=(8, 8, 8), vq_latent_channels=4, vq_embed_dim=4, codebook_size=16,
@@ -33,22 +34,6 @@ def seeded_weights(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             p.copy_(r / math.sqrt(p[0].numel()) if p.ndim > 1 else 0.1 * r + 1.0 * p.eq(1).all())
     model.sync_output_embedding()
     return model
-
-
-def centre_mask(b: int, size: int = 32, box: int = 16) -> torch.Tensor:
-    m = torch.zeros(b, 1, size, size)
-    s = (size - box) // 2
-    m[:, :, s:s + box, s:s + box] = 1
-    return m
-
-
-def images(b: int, c: int = 1, size: int = 32, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(b, c, size, size, generator=g) * 2 - 1
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # -- config, presets, tokens ------------------------------------------------------------------
