@@ -12,6 +12,7 @@ when complete, so an interrupted run leaves nothing that looks finished.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -20,10 +21,15 @@ from typing import Callable
 
 import pandas as pd
 
-from . import zoo
+from . import unlearn, zoo
 from .models.base import I2IModel
 
 CACHE_ENV = "I2I_UNLEARN_CACHE"
+# Arguments of ``unlearn_classes`` that say where or how to run, not what to compute.
+_NOT_SETTINGS = {"model", "forget", "method", "out_dir", "resume", "checkpoint_every", "progress"}
+_UNLEARN_DEFAULTS = {name: p.default for name, p in
+                     inspect.signature(unlearn.unlearn_classes).parameters.items()
+                     if name not in _NOT_SETTINGS and p.default is not inspect.Parameter.empty}
 
 
 def cache_root() -> Path:
@@ -60,8 +66,15 @@ def unlearned(model: str, forget, method: str = "ours", **options) -> I2IModel:
     """
     from .unlearn import unlearn_classes
     options.pop("progress", None)
+    # The key holds every setting, defaults filled in, so equal runs share one entry however
+    # they were spelled (proxy=False given or not, retain=None or left out).
+    defaults = _UNLEARN_DEFAULTS
+    unknown = set(options) - set(defaults)
+    if unknown:
+        raise ValueError(f"options: unknown unlearning settings {sorted(unknown)}; "
+                         f"valid: {sorted(defaults)}")
     config = {"parent_sha256": zoo.read_manifest(model)["sha256"], "forget": sorted(forget),
-              "method": method, **options}
+              **defaults, **options, "method": method}
     final = _entry("unlearned", config)
     if not (final / zoo.MANIFEST).exists():
         tmp = final.with_name(final.name + f".tmp{os.getpid()}")

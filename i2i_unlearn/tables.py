@@ -63,21 +63,22 @@ def paper_table(df: pd.DataFrame, metrics=None, digits: int = 2, numeric: bool =
 
 # -- running every method ------------------------------------------------------------------
 def _unlearn_and_score(job: dict) -> list[dict]:
-    """One (method, seed) cell: unlearn from scratch (or load), inpaint, score. Runs in workers."""
+    """One (method, seed) cell: unlearn (once per configuration, through the experiment cache)
+    or load, inpaint, score. Runs in workers."""
     import torch
     torch.set_num_threads(job.get("threads", 1))
     from .data import load_dataset, make_split
+    from . import experiments
     from .evaluate import load_any
-    from .unlearn import unlearn_classes
     start, cpu = time.time(), time.process_time()
     method, seed = job["method"], job["seed"]
     if method in ("original", "retrained"):
         model = load_any(job["checkpoint"])
     else:
         base = "ours" if method == "ours-proxy" else method
-        model, _ = unlearn_classes(job["model"], job["forget"], retain=job["retain"],
-                                   proxy=method == "ours-proxy", method=base, seed=seed,
-                                   progress=False, **job.get("unlearn_kwargs", {}))
+        model = experiments.unlearned(job["model"], job["forget"], base, retain=job["retain"],
+                                      proxy=method == "ours-proxy", seed=seed,
+                                      **job.get("unlearn_kwargs", {}))
     dataset = load_dataset(job["data"])
     split = make_split(dataset.num_classes, job["forget"], job["retain"], dataset=job["data"])
     rows = []

@@ -71,3 +71,13 @@ def test_table_is_computed_once():
     b = experiments.table("demo", {"x": 1}, compute)
     experiments.table("demo", {"x": 2}, compute)
     assert len(calls) == 2 and a.equals(b) and a["value"].tolist() == [0.5]
+
+
+def test_equal_runs_share_one_entry_however_spelled(small_checkpoint, monkeypatch):
+    calls = count_calls(monkeypatch, unlearn, "unlearn_classes")
+    experiments.unlearned(small_checkpoint, [0], steps=2, batch_size=4)
+    experiments.unlearned(small_checkpoint, [0], "ours", steps=2, batch_size=4, proxy=False,
+                          retain=None, seed=0)
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="^options: .*'stpes'"):
+        experiments.unlearned(small_checkpoint, [0], stpes=2)
