@@ -121,6 +121,22 @@ def embedding_mse(a: Embedding, b: Embedding) -> torch.Tensor:
     return torch.stack(losses).mean()
 
 
+def check_state_dict(state, expected: dict[str, tuple], what: str, argument: str = "state_dict",
+                     optional=()) -> None:
+    """Fail, naming ``argument``, unless ``state``'s keys and shapes are exactly ``expected``
+    (key -> shape); keys in ``optional`` may be absent."""
+    missing = [k for k in expected if k not in state and k not in optional]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        raise ValueError(f"{argument}: keys do not match {what}: missing {missing[:10]} "
+                         f"({len(missing)} in all), unexpected {unexpected[:10]} "
+                         f"({len(unexpected)} in all)")
+    bad = [f"{k}: {tuple(state[k].shape)} != {tuple(s)}" for k, s in expected.items()
+           if k in state and tuple(state[k].shape) != tuple(s)]
+    if bad:
+        raise ValueError(f"{argument}: shapes do not match {what}: {bad[:10]}")
+
+
 def freeze(module: nn.Module) -> nn.Module:
     """Put a module in eval mode with gradients off (the teacher)."""
     module.eval()

@@ -22,7 +22,7 @@ from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .base import I2IModel
+from .base import I2IModel, check_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -332,17 +332,8 @@ def load_official_mae(model: MaskedAutoencoder,
     if not isinstance(checkpoint, Mapping):
         checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=True)
     state = checkpoint.get("model", checkpoint)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing or unexpected:
-        raise ValueError(f"checkpoint: keys do not match {type(model).__name__}: "
-                         f"missing {missing[:10]} ({len(missing)} in all), "
-                         f"unexpected {unexpected[:10]} ({len(unexpected)} in all)")
-    bad = [f"{k}: {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in own.items()
-           if tuple(state[k].shape) != tuple(v.shape)]
-    if bad:
-        raise ValueError(f"checkpoint: shapes do not match the model: {bad[:10]}")
+    check_state_dict(state, {k: tuple(v.shape) for k, v in model.state_dict().items()},
+                     type(model).__name__, argument="checkpoint")
     # meta-device models have no storage to copy into: take the checkpoint's tensors instead
     model.load_state_dict(state, strict=True, assign=any(p.is_meta for p in model.parameters()))
     return model

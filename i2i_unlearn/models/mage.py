@@ -35,6 +35,7 @@ from typing import Iterator, Mapping
 
 import torch
 
+from .base import check_state_dict
 from .vqgan import PRESETS, VQGANConfig, VQGANInpainter
 
 MAGE_DDCONFIG = dict(ch=128, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=2, z_channels=256,
@@ -153,24 +154,12 @@ def tokenizer_config(dd: Mapping = MAGE_DDCONFIG, n_embed: int = MAGE_CODEBOOK["
                 vq_mid_attention=False, vq_input="unit")
 
 
-def _check_keys(state: Mapping, official: dict, what: str, optional=()) -> None:
-    missing = [k for k in official if k not in state and k not in optional]
-    unexpected = [k for k in state if k not in official]
-    if missing or unexpected:
-        raise ValueError(f"state_dict: keys do not match the official {what}: missing "
-                         f"{missing[:10]} ({len(missing)} in all), unexpected {unexpected[:10]} "
-                         f"({len(unexpected)} in all)")
-    bad = [f"{k}: {tuple(state[k].shape)} != {s}" for k, s in official.items()
-           if k in state and tuple(state[k].shape) != s]
-    if bad:
-        raise ValueError(f"state_dict: shapes do not match the official {what}: {bad[:10]}")
-
-
 def vqgan_to_diffusers(state: Mapping[str, torch.Tensor], dd: Mapping = MAGE_DDCONFIG,
                        n_embed: int = MAGE_CODEBOOK["n_embed"],
                        embed_dim: int = MAGE_CODEBOOK["embed_dim"]) -> dict:
     """MAGE's taming tokenizer state dict -> a diffusers ``VQModel`` state dict, exactly."""
-    _check_keys(state, official_vqgan_shapes(dd, n_embed, embed_dim), "MAGE VQGAN tokenizer")
+    check_state_dict(state, official_vqgan_shapes(dd, n_embed, embed_dim),
+                     "the official MAGE VQGAN tokenizer")
     ref = state["quantize.embedding.weight"]
 
     def zeros(*shape):
@@ -237,7 +226,8 @@ def vqgan_to_diffusers(state: Mapping[str, torch.Tensor], dd: Mapping = MAGE_DDC
 
 def mage_to_ours(state: Mapping[str, torch.Tensor], arch: str = "mage_vit_base_patch16") -> dict:
     """An official ``models_mage`` state dict (tokenizer under ``vqgan.``) -> our state dict."""
-    _check_keys(state, official_mage_shapes(arch), f"MAGE {arch}", optional=("token_emb.position_ids",))
+    check_state_dict(state, official_mage_shapes(arch), f"the official MAGE {arch}",
+                     optional=("token_emb.position_ids",))
     vq = {k.removeprefix("vqgan."): v for k, v in state.items() if k.startswith("vqgan.")}
     out = {f"vqgan.{k}": v for k, v in vqgan_to_diffusers(vq).items()}
     out.update({k: v for k, v in state.items() if not k.startswith("vqgan.") and k not in UNUSED})

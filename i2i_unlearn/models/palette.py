@@ -46,6 +46,7 @@ from typing import Iterator, Mapping
 
 import torch
 
+from .base import check_state_dict
 from .diffusion import DiffusionConfig, DiffusionInpainter
 
 PLACES2_UNET = dict(image_size=256, in_channel=6, out_channel=3, inner_channel=64,
@@ -220,16 +221,7 @@ def palette_to_diffusers(state_dict: Mapping[str, torch.Tensor], unet: Mapping =
                              f"{beta_schedule['train']['n_timestep']} (train) / "
                              f"{beta_schedule['test']['n_timestep']} (test)")
     official = official_palette_shapes(u, prefix="")
-    missing = [k for k in official if k not in net]
-    unexpected = [k for k in net if k not in official]
-    if missing or unexpected:
-        raise ValueError(f"state_dict: keys do not match the official Palette UNet for {dict(unet)}:"
-                         f" missing {missing[:10]} ({len(missing)} in all), unexpected "
-                         f"{unexpected[:10]} ({len(unexpected)} in all)")
-    bad = [f"{k}: {tuple(net[k].shape)} != {s}" for k, s in official.items()
-           if tuple(net[k].shape) != s]
-    if bad:
-        raise ValueError(f"state_dict: shapes do not match the official Palette UNet: {bad[:10]}")
+    check_state_dict(net, official, f"the official Palette UNet for {dict(unet)}")
 
     heads_dim = u["num_head_channels"]
     out = {}
