@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from . import zoo
-from .unlearn import METHODS, NOISE_KINDS
+from .unlearn import METHODS, NOISE_KINDS, RETAIN_SETS
 
 
 def _add_seed_steps(p, steps: int | None, what: str):
@@ -60,9 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="class ids to forget (D_F)")
     p.add_argument("--retain", type=int, nargs="+", metavar="C", default=None,
                    help="class ids to keep (D_R); default: the dataset's retain split minus --forget")
-    p.add_argument("--proxy", action="store_true",
-                   help="unlearn with the proxy retain pool (classes in neither set) instead of "
-                        "the real retain images, as in the paper's 'Ours (proxy D_R)'")
+    p.add_argument("--retain-set", choices=RETAIN_SETS, default="retain",
+                   help="what stands in for D_R while unlearning: the retain classes (default), "
+                        "the proxy pool of classes in neither set (the paper's 'Ours (proxy "
+                        "D_R)'), none (no retain term), or every image of the other tiny dataset")
+    p.add_argument("--proxy", dest="retain_set", action="store_const", const="proxy",
+                   help="short for --retain-set proxy")
     p.add_argument("--method", required=True, choices=METHODS,
                    help="ours = the paper's method; the others are the paper's baselines")
     p.add_argument("--alpha", type=float, default=None, help="forget-term weight α >= 0 "
@@ -161,7 +164,7 @@ def _unlearn(args) -> int:
         raise ValueError("--out: the output directory must differ from the input --model")
     created = not out.exists()
     try:
-        unlearn_classes(args.model, args.forget, retain=args.retain, proxy=args.proxy,
+        unlearn_classes(args.model, args.forget, retain=args.retain, retain_set=args.retain_set,
                         method=args.method, alpha=args.alpha, noise=args.noise, steps=args.steps,
                         seed=args.seed, batch_size=args.batch_size, lr=args.lr, out_dir=out,
                         resume=args.resume, checkpoint_every=args.checkpoint_every,

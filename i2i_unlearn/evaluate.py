@@ -70,14 +70,19 @@ def describe(model: I2IModel, fallback: str = "model") -> tuple[str, str]:
     """(model, method) labels from a checkpoint's manifest.
 
     An unlearned checkpoint is ``(its parent, its method)`` (``ours-proxy`` when unlearned with
-    the proxy retain pool); a model pre-trained without some classes is ``retrained``; any other
+    the proxy retain pool, ``ours-no-retain`` without a retain set, ``ours-retain-scenes`` with
+    another dataset's images); a model pre-trained without some classes is ``retrained``; any other
     pre-trained model is ``original``.
     """
     manifest = getattr(model, "manifest", {}) or {}
     recipe = manifest.get("recipe", {})
     if recipe.get("command") == "unlearn":
         parent = (manifest.get("parent") or {}).get("model") or fallback
-        method = recipe.get("method", "unlearned") + ("-proxy" if recipe.get("proxy") else "")
+        # older manifests say proxy: true; newer ones name the retain set
+        retain_set = recipe.get("retain_set", "proxy" if recipe.get("proxy") else "retain")
+        method = recipe.get("method", "unlearned") + {"retain": "", "proxy": "-proxy",
+                                                      "none": "-no-retain"}.get(
+            retain_set, f"-retain-{retain_set}")
         return Path(str(parent)).name, method
     if recipe.get("exclude_classes"):
         return fallback, "retrained"

@@ -60,14 +60,14 @@ def unlearned(model: str, forget, method: str = "ours", **options) -> I2IModel:
     """``unlearn_classes(model, forget, method=method, **options)``, run once per configuration.
 
     ``model`` is a zoo name or checkpoint directory; ``options`` are those of
-    :func:`i2i_unlearn.unlearn.unlearn_classes` (``retain``, ``proxy``, ``alpha``, ``steps``,
+    :func:`i2i_unlearn.unlearn.unlearn_classes` (``retain``, ``retain_set``, ``alpha``, ``steps``,
     ``seed``, ``noise``, ``lr``, ``batch_size``). Returns the loaded unlearned model, whose
     ``manifest`` holds the recipe and held-out scores.
     """
     from .unlearn import unlearn_classes
     options.pop("progress", None)
     # The key holds every setting, defaults filled in, so equal runs share one entry however
-    # they were spelled (proxy=False given or not, retain=None or left out).
+    # they were spelled (retain_set="retain" given or not, retain=None or left out).
     defaults = _UNLEARN_DEFAULTS
     unknown = set(options) - set(defaults)
     if unknown:

@@ -22,6 +22,8 @@ from .unlearn import METHODS
 # Rows in the paper's order, with our additions: the proxy variant and the retrained reference.
 METHOD_ORDER = ("original", "max-loss", "noisy-label", "retain-label", "random-encoder", "ours",
                 "ours-proxy", "retrained")
+# The retain-set ablation's rows: ours with the proxy pool, another dataset, or no retain set.
+RETAIN_SET_ROWS = ("ours-retain-mnist", "ours-retain-scenes", "ours-no-retain")
 METRIC_ORDER = ("fid", "is", "cosine", "acc", "mse", "psnr")
 SET_LABELS = {"retain": "D_R", "forget": "D_F"}
 
@@ -57,11 +59,25 @@ def paper_table(df: pd.DataFrame, metrics=None, digits: int = 2, numeric: bool =
     cols = [(st, m) for st in sets
             for m in _order(table[st].columns, METRIC_ORDER)]
     rows = [(mo, me) for mo in _order(table.index.get_level_values(0), ())
-            for me in _order(table.loc[mo].index, METHOD_ORDER)]
+            for me in _order(table.loc[mo].index, METHOD_ORDER + RETAIN_SET_ROWS)]
     return table.loc[rows, cols]
 
 
 # -- running every method ------------------------------------------------------------------
+def split_method(row: str) -> tuple[str, str]:
+    """A table row's label -> (unlearning method, retain set): ``ours-proxy`` -> ("ours",
+    "proxy"), ``ours-no-retain`` -> ("ours", "none"), ``ours-retain-scenes`` -> ("ours",
+    "scenes"), ``max-loss`` -> ("max-loss", "retain"). The inverse of ``evaluate.describe``."""
+    if row.endswith("-proxy"):
+        return row.removesuffix("-proxy"), "proxy"
+    if row.endswith("-no-retain"):
+        return row.removesuffix("-no-retain"), "none"
+    if "-retain-" in row and row.split("-retain-")[0] in METHODS:
+        base, data = row.split("-retain-")
+        return base, data
+    return row, "retain"
+
+
 def _unlearn_and_score(job: dict) -> list[dict]:
     """One (method, seed) cell: unlearn (once per configuration, through the experiment cache)
     or load, inpaint, score. Runs in workers."""
@@ -75,9 +91,9 @@ def _unlearn_and_score(job: dict) -> list[dict]:
     if method in ("original", "retrained"):
         model = load_any(job["checkpoint"])
     else:
-        base = "ours" if method == "ours-proxy" else method
+        base, retain_set = split_method(method)
         model = experiments.unlearned(job["model"], job["forget"], base, retain=job["retain"],
-                                      proxy=method == "ours-proxy", seed=seed,
+                                      retain_set=retain_set, seed=seed,
                                       **job.get("unlearn_kwargs", {}))
     dataset = load_dataset(job["data"])
     split = make_split(dataset.num_classes, job["forget"], job["retain"], dataset=job["data"])
@@ -111,9 +127,10 @@ def compare_methods(model: str = "mae-mnist", forget=(0, 1, 2), retain=None,
 
     from . import zoo
     from .metrics import normalize_metrics
-    unknown = set(methods) - set(METHOD_ORDER)
+    unknown = set(methods) - set(METHOD_ORDER) - set(RETAIN_SET_ROWS)
     if unknown:
-        raise ValueError(f"methods: unknown {sorted(unknown)}; expected any of {METHOD_ORDER}")
+        raise ValueError(f"methods: unknown {sorted(unknown)}; expected any of "
+                         f"{METHOD_ORDER + RETAIN_SET_ROWS}")
     data = zoo.read_manifest(model)["data"]["dataset"]
     if retrained is not None:
         excluded = set(zoo.read_manifest(retrained)["recipe"].get("exclude_classes") or ())
@@ -157,11 +174,11 @@ def compare_methods(model: str = "mae-mnist", forget=(0, 1, 2), retain=None,
     bar.close()
     df = pd.DataFrame(rows)
     return df.sort_values(["method", "seed", "set", "metric"], key=lambda c: c.map(
-        {m: i for i, m in enumerate(METHOD_ORDER)}) if c.name == "method" else c,
+        {m: i for i, m in enumerate(METHOD_ORDER + RETAIN_SET_ROWS)}) if c.name == "method" else c,
         ignore_index=True)
 
 
-__all__ = ["METHOD_ORDER", "summarize", "paper_table", "compare_methods", "alpha_sweep", "evaluate_model",
+__all__ = ["METHOD_ORDER", "RETAIN_SET_ROWS", "split_method", "summarize", "paper_table", "compare_methods", "alpha_sweep", "evaluate_model",
            "tidy", "METHODS"]
 
 

@@ -38,6 +38,9 @@ from .models.base import Embedding, I2IModel, embedding_mse, freeze
 METHODS = ("ours", "max-loss", "noisy-label", "retain-label", "random-encoder")
 ENCODER_ONLY = ("ours", "random-encoder")
 NOISE_KINDS = ("standard", "matched")
+# What stands in for D_R while unlearning: the real retain classes, the proxy pool (classes in
+# neither set), nothing (retain term off), or all training images of another tiny dataset.
+RETAIN_SETS = ("retain", "proxy", "none", "mnist", "scenes")
 
 
 @dataclass
@@ -46,6 +49,7 @@ class UnlearnConfig:
     alpha: float = 0.25
     noise: str = "standard"  # N(0, I), or "matched": batch mean/std clamped to [-1, 1]
     batch_size: int = 32  # rows of each set per step (forget and retain alike)
+    retain_weight: float = 1.0  # 0: no retain term at all (the "no retain set" ablation)
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(steps=300, lr=5e-4))
 
     def __post_init__(self):
@@ -55,6 +59,8 @@ class UnlearnConfig:
             raise ValueError(f"alpha: expected a non-negative forget weight, got {self.alpha}")
         if self.noise not in NOISE_KINDS:
             raise ValueError(f"noise: expected one of {NOISE_KINDS}, got {self.noise!r}")
+        if not self.retain_weight >= 0:
+            raise ValueError(f"retain_weight: expected a non-negative weight, got {self.retain_weight}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size: expected at least 1, got {self.batch_size}")
 
@@ -80,33 +86,39 @@ def _random_like(t: Embedding, generator: torch.Generator) -> Embedding:
 
 def unlearning_loss(method: str, student: I2IModel, teacher: I2IModel, x_f: torch.Tensor,
                     x_r: torch.Tensor, mask: torch.Tensor, alpha: float, noise: str,
-                    generator: torch.Generator) -> tuple[torch.Tensor, dict]:
-    """One step's loss for ``method`` on paired forget/retain rows sharing ``mask``."""
+                    generator: torch.Generator, retain_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """One step's loss for ``method`` on paired forget/retain rows sharing ``mask``:
+    ``retain_weight · retain + α · forget`` (``max-loss``: minus the forget term). With
+    ``retain_weight`` 0 the retain rows are not used at all."""
     corr_r = student.sample_corruption(x_r, mask, generator)
     corr_f = student.sample_corruption(x_f, mask, generator)
+    use_retain = retain_weight > 0
+    zero = torch.zeros((), device=x_f.device)
     if method in ENCODER_ONLY:
         with torch.no_grad():
-            target_r = teacher.encode(x_r, mask, corr_r)
+            target_r = teacher.encode(x_r, mask, corr_r) if use_retain else None
             if method == "ours":
                 source = teacher.forget_source(x_f, make_noise(x_f, noise, generator), mask)
                 target_f = teacher.encode(source, mask, corr_f)
             else:
                 target_f = _random_like(teacher.encode(x_f, mask, corr_f), generator)
-        retain = embedding_mse(student.encode(x_r, mask, corr_r), target_r)
+        retain = embedding_mse(student.encode(x_r, mask, corr_r), target_r) if use_retain else zero
         forget = embedding_mse(student.encode(x_f, mask, corr_f), target_f)
-        return retain + alpha * forget, {"retain": retain.item(), "forget": forget.item()}
+        return (retain_weight * retain + alpha * forget,
+                {"retain": retain.item(), "forget": forget.item()})
 
-    retain = student.task_loss(x_r, mask, corr_r)
+    retain = student.task_loss(x_r, mask, corr_r) if use_retain else zero
     if method == "max-loss":
         forget = student.task_loss(x_f, mask, corr_f)
-        return retain - alpha * forget, {"retain": retain.item(), "forget": forget.item()}
+        return (retain_weight * retain - alpha * forget,
+                {"retain": retain.item(), "forget": forget.item()})
     with torch.no_grad():
         if method == "noisy-label":
             target = make_noise(x_f, noise, generator)
         else:  # retain-label: what the original model makes of the paired retain image
             target = teacher.generate(x_r, mask, generator)
     forget = student.task_loss(x_f, mask, corr_f, target=target)
-    return retain + alpha * forget, {"retain": retain.item(), "forget": forget.item()}
+    return retain_weight * retain + alpha * forget, {"retain": retain.item(), "forget": forget.item()}
 
 
 def trainable_parameters(model: I2IModel, method: str) -> list[torch.nn.Parameter]:
@@ -145,7 +157,7 @@ def run_unlearning(model: I2IModel, forget_images: torch.Tensor, retain_images: 
         x_f, x_r = forget_images[i_f].to(device), retain_images[i_r].to(device)
         mask = masks.training_masks(len(i_f), size, generator).to(device)
         return unlearning_loss(config.method, student, teacher, x_f, x_r, mask, config.alpha,
-                               config.noise, generator)
+                               config.noise, generator, config.retain_weight)
 
     history = train(student, params, step_fn, config.loop, checkpoint_dir=checkpoint_dir,
                     resume=resume, desc=f"unlearning ({config.method})", progress=progress)
@@ -165,15 +177,18 @@ FAMILY_DEFAULTS = {
 }
 
 
-def unlearn_classes(model, forget, retain=None, proxy: bool = False, method: str = "ours",
+def unlearn_classes(model, forget, retain=None, retain_set: str = "retain", method: str = "ours",
                     alpha: float | None = None, noise: str = "standard", steps: int | None = None,
                     seed: int = 0, batch_size: int | None = None, lr: float | None = None,
                     out_dir=None, resume: bool = False, checkpoint_every: int = 50,
                     eval_mask: str = "centre-8/16", progress: bool = True) -> tuple[I2IModel, dict]:
     """Unlearn whole classes from a zoo model or checkpoint directory, end to end.
 
-    Uses the training images of the forget classes and of the retain classes (or, with
-    ``proxy=True``, of the proxy pool: the classes in neither set), evaluates on the held-out
+    Uses the training images of the forget classes and, as the retain set, those of
+    ``retain_set``: ``"retain"`` the retain classes; ``"proxy"`` the proxy pool (the classes in
+    neither set, the paper's "Ours (proxy D_R)"); ``"none"`` no retain term; ``"mnist"`` /
+    ``"scenes"`` every training image of that other tiny dataset, converted to the model's
+    channels. Retain classes are still what is *evaluated*. Evaluates on the held-out
     images under ``eval_mask``, and -- if ``out_dir`` is given -- writes a new checkpoint directory there with a
     manifest recording method, α, classes, seed, steps, data and metrics. ``model`` may also be an
     already loaded ``I2IModel`` carrying a ``manifest``.
@@ -186,29 +201,34 @@ def unlearn_classes(model, forget, retain=None, proxy: bool = False, method: str
     data = source.manifest["data"]["dataset"]
     dataset = load_dataset(data)
     split = make_split(dataset.num_classes, forget, retain, dataset=data)
-    if proxy and not split.proxy:
-        raise ValueError("proxy: no class is left for the proxy retain pool")
+    if retain_set not in RETAIN_SETS:
+        raise ValueError(f"retain_set: expected one of {RETAIN_SETS}, got {retain_set!r}")
+    if retain_set == data:
+        raise ValueError(f"retain_set: {retain_set!r} is the model's own dataset; use 'retain' "
+                         f"or 'proxy' for its classes")
+    if retain_set == "proxy" and not split.proxy:
+        raise ValueError("retain_set: no class is left for the proxy retain pool")
     defaults = FAMILY_DEFAULTS[source.family]
     config = UnlearnConfig(
-        method=method, noise=noise,
+        method=method, noise=noise, retain_weight=0.0 if retain_set == "none" else 1.0,
         alpha=defaults["alpha"] if alpha is None else alpha,
         batch_size=batch_size or defaults["batch_size"],
         loop=LoopConfig(steps=steps or defaults["steps"], lr=lr or defaults["lr"], seed=seed,
                         warmup_steps=min(20, (steps or defaults["steps"]) // 10),
                         checkpoint_every=checkpoint_every if out_dir else 0))
     forget_images, _ = dataset.images(split.forget, split="train")
-    retain_images, _ = dataset.images(split.proxy if proxy else split.retain, split="train")
+    retain_images = _retain_images(dataset, split, retain_set, forget_images)
     checkpoint_dir = None if out_dir is None else Path(out_dir) / "checkpoint"
     unlearned, history = run_unlearning(source, forget_images, retain_images, config,
                                         checkpoint_dir=checkpoint_dir, resume=resume,
                                         progress=progress)
     manifest = {
-        "recipe": {"command": "unlearn", **config.to_dict(), "proxy": proxy},
+        "recipe": {"command": "unlearn", **config.to_dict(), "retain_set": retain_set},
         "parent": {"model": str(model) if not isinstance(model, I2IModel) else None,
                    "sha256": source.manifest.get("sha256")},
         "data": {"dataset": data, "forget": list(split.forget), "retain": list(split.retain),
                  "proxy": list(split.proxy),
-                 "unlearning_retain_set": "proxy" if proxy else "retain",
+                 "unlearning_retain_set": retain_set,
                  "forget_images": len(forget_images), "retain_images": len(retain_images)},
         "metrics": {"mask": eval_mask,
                     **evaluate_forgetting(unlearned, dataset, split.forget, split.retain, eval_mask)},
@@ -219,3 +239,15 @@ def unlearn_classes(model, forget, retain=None, proxy: bool = False, method: str
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     unlearned.manifest = {"family": unlearned.family, "config": unlearned.config_dict(), **manifest}
     return unlearned, unlearned.manifest
+
+
+def _retain_images(dataset, split, retain_set: str, forget_images: torch.Tensor) -> torch.Tensor:
+    """The training images that stand in for D_R (``retain_set`` as in ``unlearn_classes``)."""
+    from .data import convert_channels, load_dataset
+    if retain_set == "none":  # unused (retain weight 0); the sampler still wants rows
+        return forget_images
+    if retain_set in ("retain", "proxy"):
+        return dataset.images(getattr(split, retain_set), split="train")[0]
+    other = load_dataset(retain_set)
+    images, _ = other.images(range(other.num_classes), split="train")
+    return convert_channels(images, dataset.channels)

@@ -5,6 +5,7 @@ import torch
 
 from i2i_unlearn import zoo
 from i2i_unlearn.models.mae import build_mae
+from notebook_fixtures import book_html, executed  # noqa: F401  (session fixtures)
 
 SMALL = dict(in_chans=1, embed_dim=32, depth=1, num_heads=2, decoder_embed_dim=32,
              decoder_depth=1, decoder_num_heads=2)

@@ -138,3 +138,16 @@ def test_figures_tsne_and_tradeoff(small_checkpoint):
     df = synthetic_rows().assign(alpha=lambda f: f["seed"] * 0.5)
     fig = tradeoff_curves(df, metrics=("fid", "cosine"), reference={("retain", "fid"): 5.0})
     assert len(fig.axes) == 2
+
+
+def test_table_row_labels_round_trip_through_describe():
+    from i2i_unlearn.tables import RETAIN_SET_ROWS, split_method
+
+    class Fake:
+        def __init__(self, method, retain_set):
+            self.manifest = {"recipe": {"command": "unlearn", "method": method,
+                                        "retain_set": retain_set},
+                             "parent": {"model": "mae-mnist"}}
+    for row in ("ours", "ours-proxy", "max-loss", "random-encoder") + RETAIN_SET_ROWS:
+        assert describe(Fake(*split_method(row))) == ("mae-mnist", row)
+    assert split_method("retain-label") == ("retain-label", "retain")

@@ -76,7 +76,7 @@ def test_table_is_computed_once():
 def test_equal_runs_share_one_entry_however_spelled(small_checkpoint, monkeypatch):
     calls = count_calls(monkeypatch, unlearn, "unlearn_classes")
     experiments.unlearned(small_checkpoint, [0], steps=2, batch_size=4)
-    experiments.unlearned(small_checkpoint, [0], "ours", steps=2, batch_size=4, proxy=False,
+    experiments.unlearned(small_checkpoint, [0], "ours", steps=2, batch_size=4, retain_set="retain",
                           retain=None, seed=0)
     assert len(calls) == 1
     with pytest.raises(ValueError, match="^options: .*'stpes'"):

@@ -1,5 +1,4 @@
 """Execute every notebook at tiny scale with papermill, check what it computed, build the book."""
-import json
 import re
 import shutil
 import subprocess
@@ -14,35 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import build_book  # noqa: E402
-from i2i_unlearn.experiments import CACHE_ENV  # noqa: E402
-
-# Tiny-scale overrides passed by the tests (the notebooks' defaults are already tiny).
-TINY = {"00_quickstart": {"scale": "tiny"}, "01_theory": {"scale": "tiny"},
-        "04_figure_qualitative": {"scale": "tiny"}, "09_audit": {"scale": "tiny"}}
-
-
-def glued(path: Path) -> dict[str, object]:
-    """name -> text/plain value of every glued output of an executed notebook."""
-    out = {}
-    for cell in nbformat.read(path, as_version=4).cells:
-        for o in cell.get("outputs", []):
-            name = o.get("metadata", {}).get("scrapbook", {}).get("name")
-            if name:
-                prefix = "application/papermill.record/"  # how myst_nb.glue stores mime data
-                out[name] = {k.removeprefix(prefix): v for k, v in o.get("data", {}).items()}
-    return out
-
-
-@pytest.fixture(scope="session")
-def executed(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("executed")
-    # One experiment cache for the session: notebooks reuse each other's unlearned models.
-    mp = pytest.MonkeyPatch()
-    mp.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("experiments")))
-    for nb in build_book.notebooks():
-        build_book.execute(nb, out / nb.name, TINY.get(nb.stem, {}), timeout=900)
-    yield out
-    mp.undo()
+from notebook_fixtures import TINY, glued  # noqa: E402
 
 
 def test_every_notebook_has_a_test_entry_and_known_parameters():
@@ -114,11 +85,6 @@ def test_qualitative_figure_has_every_method_and_the_retrained_row(executed):
     assert all("image/png" in values[k] for k in ("grid_forget", "grid_retain"))
     nb = nbformat.read(executed / "04_figure_qualitative.ipynb", as_version=4)
     assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
-
-
-@pytest.fixture(scope="session")
-def book_html(executed, tmp_path_factory) -> Path:
-    return build_book.build("tiny", executed=executed, out=tmp_path_factory.mktemp("book"))
 
 
 @pytest.mark.slow

@@ -170,7 +170,32 @@ def test_unlearn_classes_writes_a_loadable_checkpoint(small_checkpoint, tmp_path
     assert m["data"]["forget"] == [0, 1, 2] and m["data"]["retain"] == [3, 4, 5]
     assert set(m["metrics"]) == {"mask", "retain", "forget"}
     assert not (out / "checkpoint").exists()
-    _, proxy = unlearn_classes(small_checkpoint, [0, 1, 2], proxy=True, steps=2, batch_size=4,
+    _, proxy = unlearn_classes(small_checkpoint, [0, 1, 2], retain_set="proxy", steps=2, batch_size=4,
                                progress=False)
     assert proxy["data"]["unlearning_retain_set"] == "proxy"
     assert proxy["data"]["retain_images"] == 4 * 450  # classes 6..9
+
+
+def test_retain_set_choices_other_dataset_and_none(small_checkpoint):
+    _, scenes = unlearn_classes(small_checkpoint, [0, 1, 2], retain_set="scenes", steps=2,
+                                batch_size=4, progress=False)
+    assert scenes["data"]["unlearning_retain_set"] == "scenes"
+    assert scenes["data"]["retain_images"] == 450 * load_dataset("scenes").num_classes
+    _, none = unlearn_classes(small_checkpoint, [0, 1, 2], retain_set="none", steps=3,
+                              batch_size=4, progress=False)
+    assert none["recipe"]["retain_weight"] == 0.0
+    assert all(h["retain"] == 0.0 for h in none["history"] if "retain" in h)
+    with pytest.raises(ValueError, match="retain_set"):
+        unlearn_classes(small_checkpoint, [0, 1, 2], retain_set="mnist", steps=1, progress=False)
+    with pytest.raises(ValueError, match="retain_set"):
+        unlearn_classes(small_checkpoint, [0, 1, 2], retain_set="imagenet", steps=1, progress=False)
+
+
+def test_convert_channels_round_trip():
+    from i2i_unlearn.data import convert_channels
+    grey = torch.rand(2, 1, 8, 8)
+    rgb = convert_channels(grey, 3)
+    assert rgb.shape == (2, 3, 8, 8)
+    assert torch.allclose(convert_channels(rgb, 1), grey, atol=1e-6)  # luma weights sum to 1
+    with pytest.raises(ValueError, match="channels"):
+        convert_channels(torch.rand(1, 2, 4, 4), 3)

@@ -85,7 +85,7 @@ def test_cli_bad_input_fails_clearly_and_leaves_nothing(small_checkpoint, tmp_pa
 def test_console_script_help_explains_every_option():
     for command, options in {"pretrain": ["--exclude-classes", "--steps", "--seed", "--preset",
                                           "--mask-ratio"],
-                             "unlearn": ["--forget", "--retain", "--proxy", "--method", "--alpha",
+                             "unlearn": ["--forget", "--retain", "--retain-set", "--proxy", "--method", "--alpha",
                                          "--resume", "--out"],
                              "evaluate": ["--json", "--mask"]}.items():
         text = subprocess.run([sys.executable, "-m", "i2i_unlearn.cli", command, "--help"],

@@ -18,7 +18,7 @@ parser.add_argument("--method", choices=METHODS, default="ours")
 parser.add_argument("--forget", type=int, nargs="+", default=[0, 1, 2])
 parser.add_argument("--alpha", type=float, default=None)
 parser.add_argument("--steps", type=int, default=None)
-parser.add_argument("--proxy", action="store_true")
+parser.add_argument("--retain-set", default="retain")
 parser.add_argument("--seed", type=int, default=0)
 args = parser.parse_args()
 
@@ -29,13 +29,13 @@ for name in args.models:
     before = evaluate_forgetting(original, load_dataset(data), split.forget, split.retain)
     start = time.time()
     _, manifest = unlearn_classes(name, args.forget, method=args.method, alpha=args.alpha,
-                                  steps=args.steps, seed=args.seed, proxy=args.proxy,
+                                  steps=args.steps, seed=args.seed, retain_set=args.retain_set,
                                   progress=False)
     seconds = time.time() - start
     after = manifest["metrics"]
     ratio = {s: after[s]["mse"] / before[s]["mse"] for s in ("retain", "forget")}
     print(f"{name:12s} {args.method:15s} alpha={manifest['recipe']['alpha']} "
-          f"steps={manifest['recipe']['loop']['steps']} proxy={args.proxy} ({seconds:.0f} s)\n"
+          f"steps={manifest['recipe']['loop']['steps']} retain_set={args.retain_set} ({seconds:.0f} s)\n"
           f"  retain MSE {before['retain']['mse']:.4f} -> {after['retain']['mse']:.4f} "
           f"(x{ratio['retain']:.3f}, target <= 1.10)\n"
           f"  forget MSE {before['forget']['mse']:.4f} -> {after['forget']['mse']:.4f} "

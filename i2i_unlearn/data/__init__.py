@@ -9,11 +9,11 @@ from .folders import (PAPER_SPLITS, ClassListImageFolder, imagenet_split, places
                       read_class_list)
 from .splits import (DEFAULT_SPLITS, BalancedPairSampler, ClassSplit, default_split, make_split,
                      sample_rows)
-from .tiny import (DATASETS, SCENE_CLASSES, ImageDataset, load_dataset, mnist_rows,
-                   scenes_crop_boxes)
+from .tiny import (DATASETS, SCENE_CLASSES, ImageDataset, convert_channels, load_dataset,
+                   mnist_rows, scenes_crop_boxes)
 
 __all__ = [
-    "DATASETS", "SCENE_CLASSES", "ImageDataset", "load_dataset", "mnist_rows", "scenes_crop_boxes",
+    "DATASETS", "SCENE_CLASSES", "ImageDataset", "convert_channels", "load_dataset", "mnist_rows", "scenes_crop_boxes",
     "ClassSplit", "DEFAULT_SPLITS", "make_split", "default_split", "BalancedPairSampler", "sample_rows",
     "ClassListImageFolder", "PAPER_SPLITS", "imagenet_split", "places_split", "read_class_list",
 ]

@@ -70,6 +70,20 @@ def as_class_ids(classes) -> list[int]:
     return [int(c) for c in classes]
 
 
+def convert_channels(images: Tensor, channels: int) -> Tensor:
+    """(N, C, H, W) images with ``channels`` channels: RGB -> grey by ITU-R 601 luma, grey -> RGB
+    by repetition (to use one dataset's images with a model of the other, e.g. as a retain set)."""
+    have = images.shape[1]
+    if have == channels:
+        return images
+    if have == 3 and channels == 1:
+        luma = torch.tensor([0.299, 0.587, 0.114], dtype=images.dtype).view(1, 3, 1, 1)
+        return (images * luma).sum(1, keepdim=True)
+    if have == 1 and channels == 3:
+        return images.repeat(1, 3, 1, 1)
+    raise ValueError(f"channels: cannot convert {have}-channel images to {channels} channels")
+
+
 @dataclass
 class ImageDataset:
     """A labelled image set split into training rows and held-out evaluation rows.
