@@ -56,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("unlearn", help="unlearn forget classes from a model; writes a new "
                        "checkpoint directory and never touches the input model")
     p.add_argument("--model", required=True, help="zoo name (mae-mnist, mae-scenes) or checkpoint dir")
-    p.add_argument("--forget", required=True, type=int, nargs="+", metavar="C",
-                   help="class ids to forget (D_F)")
-    p.add_argument("--retain", type=int, nargs="+", metavar="C", default=None,
+    p.add_argument("--forget", required=True, type=_class_range, nargs="+", metavar="C",
+                   help="class ids to forget (D_F); A-B is the range A..B")
+    p.add_argument("--retain", type=_class_range, nargs="+", metavar="C", default=None,
                    help="class ids to keep (D_R); default: the dataset's retain split minus --forget")
     p.add_argument("--retain-set", choices=RETAIN_SETS, default="retain",
                    help="what stands in for D_R while unlearning: the retain classes (default), "
@@ -78,6 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=50,
                    help="save a resumable checkpoint every N steps (0: never; default %(default)s)")
     _add_seed_steps(p, None, "unlearning (default: the family's default)")
+    paper = p.add_argument_group(
+        "paper scale", "unlearn an official model on ImageNet-1K / Places-365 folders: --model "
+        "names a paper model (mae-vit-large, palette-places2); class ids index --class-list, "
+        "written in the paper's order (forget, retain, proxy); ranges such as 0-99 are allowed")
+    paper.add_argument("--weights", default=None,
+                       help="checkpoint file of the paper model (needed where no URL exists)")
+    paper.add_argument("--data", choices=["imagenet", "places"], default=None,
+                       help="paper dataset (sets the paper's images per class)")
+    paper.add_argument("--train-root", default=None, help="class-folder training images")
+    paper.add_argument("--eval-root", default=None,
+                       help="class-folder held-out images (e.g. ImageNet val sorted by class)")
+    paper.add_argument("--class-list", default=None, help="class directories in paper order")
+    paper.add_argument("--device", default=None,
+                       help="torch device to train on (default: cuda if available, else cpu)")
 
     p = sub.add_parser("evaluate", help="the paper's metrics (FID, IS, embedding cosine), "
                        "forget-class accuracy and hidden-region PSNR on held-out D_R and D_F images")
@@ -157,14 +171,48 @@ def _pretrain(args) -> int:
     return 0
 
 
+def _class_range(text: str) -> list[int]:
+    """"7" -> [7]; "0-99" -> [0, ..., 99] (class ids on the command line)."""
+    lo, sep, hi = text.partition("-")
+    try:
+        return list(range(int(lo), int(hi) + 1)) if sep else [int(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a class id or a range A-B, got {text!r}")
+
+
+def _paper_inputs(args):
+    """(model, dataset, device) for --model naming a paper model, else (args.model, None, None)."""
+    if args.model not in zoo.PAPER_MODELS:
+        given = [f for f in ("weights", "data", "train_root", "eval_root", "class_list")
+                 if getattr(args, f) is not None]
+        if given:
+            raise ValueError(f"--{given[0].replace('_', '-')}: only for a paper model "
+                             f"({', '.join(zoo.PAPER_MODELS)}); --model {args.model!r} is not one")
+        return args.model, None, None
+    import torch
+    from .data import FolderImageDataset
+    missing = [f for f in ("data", "train_root", "eval_root", "class_list") if getattr(args, f) is None]
+    if missing:
+        raise ValueError(f"--{missing[0].replace('_', '-')}: needed to unlearn the paper model "
+                         f"{args.model} (see the book's paper-scale chapter)")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = zoo.load_paper_model(args.model, weights=args.weights).to(device)
+    dataset = FolderImageDataset(args.data, args.train_root, args.eval_root, args.class_list,
+                                 image_size=model.config.img_size)
+    return model, dataset, device
+
+
 def _unlearn(args) -> int:
     from .unlearn import unlearn_classes
+    flat = lambda ids: None if ids is None else sorted({c for part in ids for c in part})  # noqa: E731
+    args.forget, args.retain = flat(args.forget), flat(args.retain)
     out = _new_out_dir(args.out, args.resume)
     if Path(args.model).resolve() == out.resolve():
         raise ValueError("--out: the output directory must differ from the input --model")
     created = not out.exists()
     try:
-        unlearn_classes(args.model, args.forget, retain=args.retain, retain_set=args.retain_set,
+        model, dataset, _ = _paper_inputs(args)
+        unlearn_classes(model, args.forget, retain=args.retain, retain_set=args.retain_set, dataset=dataset,
                         method=args.method, alpha=args.alpha, noise=args.noise, steps=args.steps,
                         seed=args.seed, batch_size=args.batch_size, lr=args.lr, out_dir=out,
                         resume=args.resume, checkpoint_every=args.checkpoint_every,

@@ -3,15 +3,15 @@
 Every metric compares a generated image with its own ground truth, separately on ``D_R`` and
 ``D_F`` (paper, evaluation code):
 
-=========  ==========================================================  ==================
-metric     definition                                                  network output
-=========  ==========================================================  ==================
-fid        Fréchet distance of feature statistics, generated vs truth  ``features``
-is         Inception Score ``exp E_x KL(p(y|x) || p(y))`` of generated ``logits``
-cosine     mean per-image cosine of embeddings, generated vs its truth ``embedding``
-acc        accuracy of a classifier on generated images (true labels)  ``logits`` (classes)
-mse, psnr  hidden-region MSE and PSNR (data range 2 for [-1, 1])       none
-=========  ==========================================================  ==================
+=========  ==============================================================  ==================
+metric     definition                                                      network output
+=========  ==============================================================  ==================
+fid        Fréchet distance of feature statistics, generated vs truth      ``features``
+is         Inception Score ``exp E_x KL(p(y|x) || p(y))`` of generated     ``logits``
+cosine     mean per-image cosine of embeddings, generated vs its truth     ``embedding``
+acc        accuracy of a classifier on generated images (true labels)      ``logits`` (classes)
+mse, psnr  hidden-region MSE and PSNR (data range 2 for [-1, 1])           none
+=========  ==============================================================  ==================
 
 A ``FeatureNet`` maps images in [-1, 1] to a dict of those outputs. ``MetricNets`` says which
 network serves which metric: at tiny scale one small classifier (``tiny_nets``) serves all; at

@@ -1,4 +1,4 @@
-"""The paper's tables from tidy rows: every method, several seeds, mean ± std.
+"""The paper's tables from tidy rows: every method, several seeds, mean ± std. ::
 
     df = compare_methods("mae-mnist", forget=[0, 1, 2], seeds=(0, 1, 2),
                          retrained="mae-mnist-retrained", workers=2)

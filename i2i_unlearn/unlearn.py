@@ -181,14 +181,18 @@ def unlearn_classes(model, forget, retain=None, retain_set: str = "retain", meth
                     alpha: float | None = None, noise: str = "standard", steps: int | None = None,
                     seed: int = 0, batch_size: int | None = None, lr: float | None = None,
                     out_dir=None, resume: bool = False, checkpoint_every: int = 50,
-                    eval_mask: str = "centre-8/16", progress: bool = True) -> tuple[I2IModel, dict]:
+                    eval_mask: str = "centre-8/16", dataset=None,
+                    progress: bool = True) -> tuple[I2IModel, dict]:
     """Unlearn whole classes from a zoo model or checkpoint directory, end to end.
 
     Uses the training images of the forget classes and, as the retain set, those of
     ``retain_set``: ``"retain"`` the retain classes; ``"proxy"`` the proxy pool (the classes in
     neither set, the paper's "Ours (proxy D_R)"); ``"none"`` no retain term; ``"mnist"`` /
     ``"scenes"`` every training image of that other tiny dataset, converted to the model's
-    channels. Retain classes are still what is *evaluated*. Evaluates on the held-out
+    channels. Retain classes are still what is *evaluated*. ``dataset``: the data to use
+    instead of the tiny dataset named in the model's manifest -- at paper scale a
+    ``data.FolderImageDataset`` over ImageNet / Places folders (training rows are then decoded
+    per batch). The model trains on the device it is on. Evaluates on the held-out
     images under ``eval_mask``, and -- if ``out_dir`` is given -- writes a new checkpoint directory there with a
     manifest recording method, α, classes, seed, steps, data and metrics. ``model`` may also be an
     already loaded ``I2IModel`` carrying a ``manifest``.
@@ -198,8 +202,9 @@ def unlearn_classes(model, forget, retain=None, retain_set: str = "retain", meth
     from .evaluate import evaluate_forgetting
 
     source = model if isinstance(model, I2IModel) else zoo.load(model)
-    data = source.manifest["data"]["dataset"]
-    dataset = load_dataset(data)
+    if dataset is None:
+        dataset = load_dataset(source.manifest["data"]["dataset"])
+    data = dataset.name
     split = make_split(dataset.num_classes, forget, retain, dataset=data)
     if retain_set not in RETAIN_SETS:
         raise ValueError(f"retain_set: expected one of {RETAIN_SETS}, got {retain_set!r}")
@@ -226,7 +231,8 @@ def unlearn_classes(model, forget, retain=None, retain_set: str = "retain", meth
         "recipe": {"command": "unlearn", **config.to_dict(), "retain_set": retain_set},
         "parent": {"model": str(model) if not isinstance(model, I2IModel) else None,
                    "sha256": source.manifest.get("sha256")},
-        "data": {"dataset": data, "forget": list(split.forget), "retain": list(split.retain),
+        "data": {**(dataset.describe() if hasattr(dataset, "describe") else {"dataset": data}),
+                 "forget": list(split.forget), "retain": list(split.retain),
                  "proxy": list(split.proxy),
                  "unlearning_retain_set": retain_set,
                  "forget_images": len(forget_images), "retain_images": len(retain_images)},

@@ -90,7 +90,8 @@ def read_manifest(name_or_dir: str | Path) -> dict:
 def load(name_or_dir: str | Path, device: str | torch.device = "cpu") -> I2IModel:
     """Load a zoo model or checkpoint directory, verifying the weights' sha256 first.
 
-    The manifest is attached as ``model.manifest``.
+    The manifest is attached as ``model.manifest`` and the folder it came from as
+    ``model.checkpoint_dir`` (to hand the same model to functions that take a name or folder).
     """
     directory = resolve(name_or_dir)
     manifest = read_manifest(directory)
@@ -104,6 +105,7 @@ def load(name_or_dir: str | Path, device: str | torch.device = "cpu") -> I2IMode
     model = build_model(manifest["family"], manifest["config"])
     model.load_state_dict(load_file(weights))  # strict: a key mismatch raises
     model.manifest = manifest
+    model.checkpoint_dir = directory
     return model.to(device).eval()
 
 

@@ -71,6 +71,7 @@ def test_cli_unlearn_then_evaluate(small_checkpoint, tmp_path, capsys):
     (["--forget", "12"], "forget"),
     (["--forget", "1", "--retain", "1", "2"], "forget and retain"),
     (["--forget", "1", "--alpha", "-1"], "alpha"),
+    (["--forget", "1", "--class-list", "x.txt"], "--class-list: only for a paper model"),
 ])
 def test_cli_bad_input_fails_clearly_and_leaves_nothing(small_checkpoint, tmp_path, capsys,
                                                         args, needle):
@@ -136,3 +137,21 @@ def test_paper_palette_loads_from_a_hand_downloaded_file(tmp_path):
     assert isinstance(model, DiffusionInpainter) and model.config.img_size == 256
     assert model.manifest["sha256"] == zoo.sha256_file(path)
     assert torch.all(model.unet.conv_in.weight == 0.01)
+
+
+def test_cli_class_ranges_and_paper_inputs(small_checkpoint, tmp_path, capsys):
+    out = tmp_path / "ranges"
+    assert main(["unlearn", "--model", str(small_checkpoint), "--forget", "0-2", "--retain", "3",
+                 "5-6", "--method", "ours", "--steps", "1", "--batch-size", "2", "--out", str(out),
+                 "--quiet"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["data"]["forget"] == [0, 1, 2] and manifest["data"]["retain"] == [3, 5, 6]
+    # A paper model needs its data folders; the error names the first missing flag.
+    code = main(["unlearn", "--model", "mae-vit-large", "--forget", "0-99", "--method", "ours",
+                 "--out", str(tmp_path / "paper"), "--quiet", "--data", "imagenet"])
+    assert code == 2 and "--train-root" in capsys.readouterr().err
+    assert not (tmp_path / "paper").exists()
+    with pytest.raises(SystemExit):  # argparse rejects a malformed range before anything runs
+        main(["unlearn", "--model", str(small_checkpoint), "--forget", "1-x", "--method", "ours",
+              "--out", str(tmp_path / "bad")])
+    assert "range A-B" in capsys.readouterr().err

@@ -11,9 +11,9 @@ scratch** without the forget classes (the gold standard) -- and runs four probes
 3. ``relearn``: few-step fine-tuning on k forget images, the forget error against the step;
 4. ``context``: the forget vs retain error as the hidden share of the image shrinks.
 
-Each probe gives tidy rows and a figure; :func:`~i2i_unlearn.audit.verdict.verdict` reduces them
+Each probe gives tidy rows and a figure; ``verdict.verdict`` reduces them
 to one table saying, per probe, whether each model is closer to the retrained model or to the
-original.
+original::
 
     from i2i_unlearn.audit import audit
     result = audit({"ours": "runs/ours"}, forget=[0, 1, 2],
@@ -178,12 +178,14 @@ def audit(models, forget, retain=None, original=None, reference=None,
           config: AuditConfig | None = None, progress: bool = True) -> AuditResult:
     """Audit one or more unlearned models against the original and the retrained reference.
 
-    models: a zoo name, checkpoint directory or loaded ``I2IModel``; a list of them; or a dict
-        ``{name: model}``. Names default to directory names.
-    forget, retain: class ids (retain defaults as in ``make_split``).
-    original: the model before unlearning (default: the ``parent`` recorded in the first
-        model's manifest). reference: the model retrained without the forget classes (default:
-        ``<original>-retrained``, e.g. ``mae-mnist-retrained``).
+    - models: a zoo name, checkpoint directory or loaded ``I2IModel``; a list of them; or a dict
+      ``{name: model}``. Names default to directory names.
+    - forget, retain: class ids (retain defaults as in ``make_split``).
+    - original: the model before unlearning (default: the ``parent`` recorded in the first
+      model's manifest).
+    - reference: the model retrained without the forget classes (default:
+      ``<original>-retrained``, e.g. ``mae-mnist-retrained``).
+
     The models must share one tiny dataset (``manifest["data"]["dataset"]``); for other data,
     build an ``AuditData`` and call :func:`run_audit`.
     """

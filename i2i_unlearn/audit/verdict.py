@@ -1,6 +1,6 @@
 """The audit's verdict: per probe, is a model closer to the retrained model or to the original?
 
-Each probe is reduced to one headline statistic with a standard error (:data:`HEADLINES`). With
+Each probe is reduced to one headline statistic with a standard error (``HEADLINES``). With
 ``s`` the audited model's value, ``s_o`` the original's and ``s_r`` the retrained model's,
 
     position = (s - s_r) / (s_o - s_r)        0: like the retrained model, 1: like the original
@@ -49,7 +49,7 @@ HEADLINES = {"probe": _probe_headline, "membership": _membership_headline,
 
 
 def headlines(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per model and probe: ``statistic``, ``value``, ``se`` (see :data:`HEADLINES`)."""
+    """One row per model and probe: ``statistic``, ``value``, ``se`` (see ``HEADLINES``)."""
     out = []
     for (probe, name), g in rows.groupby(["probe", "model"], sort=False):
         statistic, value, se = HEADLINES[probe](g)

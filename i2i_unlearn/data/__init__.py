@@ -4,9 +4,11 @@
     make_split / default_split -> ClassSplit             forget / retain / proxy class ids
     BalancedPairSampler                                  equal forget + retain rows per batch
     ClassListImageFolder, imagenet_split, places_split   ImageNet-1K / Places-365 at paper scale
+    FolderImageDataset                                   the tiny datasets' interface over those folders
 """
 from .folders import (PAPER_SPLITS, ClassListImageFolder, imagenet_split, places_split,
                       read_class_list)
+from .paper import FolderImageDataset, LazyImages
 from .splits import (DEFAULT_SPLITS, BalancedPairSampler, ClassSplit, default_split, make_split,
                      sample_rows)
 from .tiny import (DATASETS, SCENE_CLASSES, ImageDataset, convert_channels, load_dataset,
@@ -15,5 +17,5 @@ from .tiny import (DATASETS, SCENE_CLASSES, ImageDataset, convert_channels, load
 __all__ = [
     "DATASETS", "SCENE_CLASSES", "ImageDataset", "convert_channels", "load_dataset", "mnist_rows", "scenes_crop_boxes",
     "ClassSplit", "DEFAULT_SPLITS", "make_split", "default_split", "BalancedPairSampler", "sample_rows",
-    "ClassListImageFolder", "PAPER_SPLITS", "imagenet_split", "places_split", "read_class_list",
+    "ClassListImageFolder", "FolderImageDataset", "LazyImages", "PAPER_SPLITS", "imagenet_split", "places_split", "read_class_list",
 ]

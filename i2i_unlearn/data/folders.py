@@ -86,12 +86,12 @@ def read_class_list(class_list: str | os.PathLike | Sequence[str]) -> list[str]:
 class ClassListImageFolder(torch.utils.data.Dataset):
     """Images of the listed classes under ``root``; item = (image (3, S, S) in [-1, 1], label).
 
-    root: a split folder such as ``imagenet/train`` or ``places365/val`` (class-folder layout).
-    class_list: text file or list of class directory names; label = position in the list.
-    image_size: S; each image is resized so its short side is S, then centre-cropped to S×S.
-    per_class: keep only the first N files (sorted by name) of each class; a class with fewer
-        files keeps all of them.
-    transform: optional callable applied to the (3, S, S) tensor (e.g. a random flip).
+    - root: a split folder such as ``imagenet/train`` or ``places365/val`` (class-folder layout).
+    - class_list: text file or list of class directory names; label = position in the list.
+    - image_size: S; each image is resized so its short side is S, then centre-cropped to S×S.
+    - per_class: keep only the first N files (sorted by name) of each class; a class with fewer
+      files keeps all of them.
+    - transform: optional callable applied to the (3, S, S) tensor (e.g. a random flip).
 
     Only files directly inside a class directory count: nested class names (Places'
     ``a/apartment_building/outdoor``) must not pull in a sibling class's images.

@@ -46,6 +46,11 @@ DEFAULT_SPLITS: dict[str, ClassSplit] = {
 }
 
 
+# Paper scale: the retain classes follow the forget classes in the paper-order class list
+# (``folders.PAPER_SPLITS``): ImageNet 100-199, Places 50-99.
+PAPER_RETAIN = {"imagenet": range(100, 200), "places": range(50, 100)}
+
+
 def default_split(dataset: str) -> ClassSplit:
     """The split the tiny experiments use for ``dataset`` ("mnist" | "scenes")."""
     if dataset not in DEFAULT_SPLITS:
@@ -69,11 +74,12 @@ def _class_ids(arg: str, value, num_classes: int) -> tuple[int, ...]:
 def make_split(num_classes: int, forget, retain=None, dataset: str | None = None) -> ClassSplit:
     """Build and check a ClassSplit of ``num_classes`` classes.
 
-    forget: the class id(s) to unlearn (non-empty).
-    retain: the class id(s) to keep; None -> ``dataset``'s default retain classes minus
-        ``forget`` (all non-forget classes when there is no default for ``dataset``); if that
-        leaves nothing, every class not in ``forget``.
-    proxy: every class in neither.
+    - forget: the class id(s) to unlearn (non-empty).
+    - retain: the class id(s) to keep; None -> ``dataset``'s default retain classes minus
+      ``forget`` (``PAPER_RETAIN`` for "imagenet" / "places"; all non-forget classes when there
+      is no default for ``dataset``); if that
+      leaves nothing, every class not in ``forget``.
+    - proxy: every class in neither.
     """
     if int(num_classes) < 2:
         raise ValueError(f"num_classes must be >= 2 (one to forget, one to retain), "
@@ -84,7 +90,8 @@ def make_split(num_classes: int, forget, retain=None, dataset: str | None = None
         raise ValueError("forget is empty: give at least one class id to unlearn")
     if retain is None:
         default = DEFAULT_SPLITS.get(dataset) if dataset is not None else None
-        pool = default.retain if default is not None else range(num_classes)
+        pool = (default.retain if default is not None
+                else PAPER_RETAIN.get(dataset, range(num_classes)))
         retain = tuple(c for c in pool if c < num_classes and c not in forget)
         if not retain:
             retain = _proxy(num_classes, forget)

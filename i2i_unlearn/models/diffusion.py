@@ -4,7 +4,7 @@ The network is a diffusers ``UNet2DModel`` that predicts the noise ε of ``x_t``
 Two input layouts (``DiffusionConfig.conditioning``):
 
 - ``"mask-channel"`` (the tiny presets): ``[x_t, x ⊙ (1 − m), m]`` -- 2C + 1 channels;
-- ``"palette"`` (official Palette weights, :mod:`.palette`): ``[cond, x_t]`` with
+- ``"palette"`` (official Palette weights, ``i2i_unlearn.models.palette``): ``[cond, x_t]`` with
   ``cond = x ⊙ (1 − m) + m ⊙ ε_c`` (Gaussian noise in the hole, as Palette's dataset makes it) -- 2C.
 
 In both, as in Palette, only the hole is diffused: ``x_t = m ⊙ (√γ x + √(1−γ) ε) + (1 − m) ⊙ x``,

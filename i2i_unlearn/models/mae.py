@@ -1,7 +1,7 @@
 """Masked autoencoder (He et al., 2022) as an I2I model, laid out like facebookresearch/mae.
 
 The module and parameter names are those of the official ``MaskedAutoencoderViT``
-(``models_mae.py``), so official checkpoints load strictly with :func:`load_official_mae`.
+(``models_mae.py``), so official checkpoints load strictly with ``load_official_mae``.
 As in the official code, the encoder embeds only the *kept* patches (the others are dropped,
 not replaced) and the decoder puts ``mask_token`` back at the dropped positions.
 
