@@ -29,6 +29,31 @@ def _add_seed_steps(p, steps: int | None, what: str):
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_paper_data_args(p, what: str):
+    """The flags that point a command at ImageNet / Places folders instead of tiny data."""
+    paper = p.add_argument_group(
+        "paper scale", f"{what}; class ids index --class-list, written in the paper's order "
+        "(forget, retain, proxy)")
+    paper.add_argument("--data", choices=["imagenet", "places"], default=None,
+                       help="paper dataset (sets the paper's images per class)")
+    paper.add_argument("--train-root", default=None, help="class-folder training images")
+    paper.add_argument("--eval-root", default=None,
+                       help="class-folder held-out images (e.g. ImageNet val sorted by class)")
+    paper.add_argument("--class-list", default=None, help="class directories in paper order")
+    return paper
+
+
+def _paper_dataset(args, image_size: int):
+    """A FolderImageDataset from the paper-scale flags (all four are needed)."""
+    from .data import FolderImageDataset
+    missing = [f for f in ("data", "train_root", "eval_root", "class_list") if getattr(args, f) is None]
+    if missing:
+        raise ValueError(f"--{missing[0].replace('_', '-')}: needed for paper-scale data "
+                         f"(see the book's paper-scale chapter)")
+    return FolderImageDataset(args.data, args.train_root, args.eval_root, args.class_list,
+                              image_size=image_size)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="i2i-unlearn", description="Machine unlearning for image-to-image generative models "
@@ -78,18 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=50,
                    help="save a resumable checkpoint every N steps (0: never; default %(default)s)")
     _add_seed_steps(p, None, "unlearning (default: the family's default)")
-    paper = p.add_argument_group(
-        "paper scale", "unlearn an official model on ImageNet-1K / Places-365 folders: --model "
-        "names a paper model (mae-vit-large, palette-places2); class ids index --class-list, "
-        "written in the paper's order (forget, retain, proxy); ranges such as 0-99 are allowed")
+    paper = _add_paper_data_args(p, "unlearn an official model on ImageNet-1K / Places-365 "
+                                 "folders: --model names a paper model (mae-vit-large, "
+                                 "palette-places2)")
     paper.add_argument("--weights", default=None,
                        help="checkpoint file of the paper model (needed where no URL exists)")
-    paper.add_argument("--data", choices=["imagenet", "places"], default=None,
-                       help="paper dataset (sets the paper's images per class)")
-    paper.add_argument("--train-root", default=None, help="class-folder training images")
-    paper.add_argument("--eval-root", default=None,
-                       help="class-folder held-out images (e.g. ImageNet val sorted by class)")
-    paper.add_argument("--class-list", default=None, help="class directories in paper order")
     paper.add_argument("--device", default=None,
                        help="torch device to train on (default: cuda if available, else cpu)")
 
@@ -114,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None,
                    help="file to write {set: {metric: mean over seeds}} to")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_paper_data_args(p, "evaluate on ImageNet-1K / Places-365 folders (a model unlearned at "
+                         "paper scale; use with --scale paper)")
 
     p = sub.add_parser("audit", help="forgetting audit: linear probe, membership inference, "
                        "relearning and context sweep, against the original and the retrained model")
@@ -190,15 +210,10 @@ def _paper_inputs(args):
                              f"({', '.join(zoo.PAPER_MODELS)}); --model {args.model!r} is not one")
         return args.model, None, None
     import torch
-    from .data import FolderImageDataset
-    missing = [f for f in ("data", "train_root", "eval_root", "class_list") if getattr(args, f) is None]
-    if missing:
-        raise ValueError(f"--{missing[0].replace('_', '-')}: needed to unlearn the paper model "
-                         f"{args.model} (see the book's paper-scale chapter)")
+    dataset = _paper_dataset(args, image_size=1)  # checks the flags before the download
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = zoo.load_paper_model(args.model, weights=args.weights).to(device)
-    dataset = FolderImageDataset(args.data, args.train_root, args.eval_root, args.class_list,
-                                 image_size=model.config.img_size)
+    dataset.image_size = model.config.img_size
     return model, dataset, device
 
 
@@ -232,7 +247,9 @@ def _evaluate(args) -> int:
     from .tables import paper_table
     metrics = normalize_metrics(args.metrics)
     model = zoo.load(args.model)
-    dataset = load_dataset(model.manifest["data"]["dataset"])
+    paper_data = model.manifest["data"]["dataset"] in ("imagenet", "places") or args.data
+    dataset = (_paper_dataset(args, model.config.img_size) if paper_data
+               else load_dataset(model.manifest["data"]["dataset"]))
     nets = paper_nets() if args.scale == "paper" and set(metrics) - {"psnr"} else None
     name, method = describe(model, Path(args.model.rstrip("/")).name)
     df = tidy(evaluate_model(model, dataset, args.forget, args.retain, args.mask, metrics,

@@ -136,7 +136,7 @@ def evaluate_model(model, data: str | ImageDataset | None = None, forget=(0, 1, 
     label = str(model) if not isinstance(model, I2IModel) else "model"
     model = load_any(model)
     data = data or model.manifest["data"]["dataset"]
-    dataset = data if isinstance(data, ImageDataset) else load_dataset(data)
+    dataset = load_dataset(data) if isinstance(data, str) else data  # or paper-scale folders
     split = make_split(dataset.num_classes, forget, retain, dataset=dataset.name)
     guessed = describe(model, Path(label).name)
     name, method = name or guessed[0], method or guessed[1]
