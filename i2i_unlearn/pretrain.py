@@ -111,11 +111,13 @@ def _stages(model: I2IModel, loop: LoopConfig) -> list[tuple]:
     return stages
 
 
-def heldout_metrics(model: I2IModel, data: str, mask_name: str = "centre-8/16") -> dict:
-    """Hidden-region MSE on all held-out images, next to filling the hole with the visible mean."""
+def heldout_metrics(model: I2IModel, data: str, mask_name: str = "centre-8/16",
+                    classes=None) -> dict:
+    """Hidden-region MSE on the held-out images (of ``classes``; default all), next to filling
+    the hole with the visible mean."""
     dataset = load_dataset(data)
-    generated, mask = inpaint(model, dataset.eval_images, mask_name)
+    images = dataset.eval_images if classes is None else dataset.images(classes, split="eval")[0]
+    generated, mask = inpaint(model, images, mask_name)
     return {"mask": mask_name,
-            "eval_mse": hidden_mse(generated, dataset.eval_images, mask).mean().item(),
-            "mean_fill_mse": hidden_mse(mean_fill(dataset.eval_images, mask),
-                                        dataset.eval_images, mask).mean().item()}
+            "eval_mse": hidden_mse(generated, images, mask).mean().item(),
+            "mean_fill_mse": hidden_mse(mean_fill(images, mask), images, mask).mean().item()}

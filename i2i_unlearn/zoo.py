@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from .models.base import I2IModel
 
 ZOO_DIR = Path(__file__).parent / "zoo"
-TINY_MODELS = ("mae-mnist", "mae-scenes", "mae-mnist-retrained")
+TINY_MODELS = ("mae-mnist", "mae-scenes", "mae-mnist-retrained", "mae-scenes-retrained")
 WEIGHTS, MANIFEST = "model.safetensors", "manifest.json"
 
 # Paper-scale weights: fetched only where the network reaches them (never in tests or CI).

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from i2i_unlearn import zoo
+from i2i_unlearn.data import load_dataset
 from i2i_unlearn.cli import main
 
 
@@ -44,9 +45,16 @@ def test_shipped_models_inpaint_better_than_the_mean(name):
     model = zoo.load(name)
     manifest = model.manifest
     assert manifest["recipe"]["command"] == "pretrain"
-    metrics = heldout_metrics(model, manifest["data"]["dataset"])
-    assert metrics["eval_mse"] < 0.75 * metrics["mean_fill_mse"]
+    data = manifest["data"]["dataset"]
+    metrics = heldout_metrics(model, data)
     assert metrics["eval_mse"] == pytest.approx(manifest["metrics"]["eval_mse"], rel=1e-4)
+    # Judged on the classes it was trained on: a retrained reference is *meant* to fail on the
+    # classes it never saw (mae-scenes-retrained: 1.28x the mean fill on scenes 0-2, 0.51x on
+    # the others).
+    excluded = set(manifest["recipe"].get("exclude_classes") or ())
+    seen = [c for c in range(load_dataset(data).num_classes) if c not in excluded]
+    metrics = heldout_metrics(model, data, classes=seen)
+    assert metrics["eval_mse"] < 0.75 * metrics["mean_fill_mse"]
 
 
 def test_cli_unlearn_then_evaluate(small_checkpoint, tmp_path, capsys):
