@@ -22,6 +22,7 @@ from typing import Callable
 import pandas as pd
 
 from . import unlearn, zoo
+from .data import load_dataset, make_split
 from .models.base import I2IModel
 
 CACHE_ENV = "I2I_UNLEARN_CACHE"
@@ -73,14 +74,25 @@ def unlearned(model: str, forget, method: str = "ours", **options) -> I2IModel:
     if unknown:
         raise ValueError(f"options: unknown unlearning settings {sorted(unknown)}; "
                          f"valid: {sorted(defaults)}")
-    config = {"parent_sha256": zoo.read_manifest(model)["sha256"], "forget": sorted(forget),
-              **defaults, **options, "method": method}
+    manifest = zoo.read_manifest(model)
+    settings = {**defaults, **options}
+    # ... and the family's defaults and the default retain classes resolved, so alpha=None and
+    # alpha=0.25 (the MAE default) are one run, as are retain=None and retain=[3, 4, 5].
+    family = unlearn.FAMILY_DEFAULTS[manifest["family"]]
+    for name in ("alpha", "steps", "lr", "batch_size"):
+        if settings.get(name) is None:
+            settings[name] = family[name]
+    data = load_dataset(manifest["data"]["dataset"])
+    settings["retain"] = list(make_split(data.num_classes, forget, settings.get("retain"),
+                                         dataset=data.name).retain)
+    config = {"parent_sha256": manifest["sha256"], "forget": sorted(forget), **settings,
+              "method": method}
     final = _entry("unlearned", config)
     if not (final / zoo.MANIFEST).exists():
         tmp = final.with_name(final.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         unlearn_classes(model, forget, method=method, out_dir=tmp, checkpoint_every=0,
-                        progress=False, **options)
+                        progress=False, **settings)
         (tmp / "experiment.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
         _publish(tmp, final)
     return zoo.load(final)

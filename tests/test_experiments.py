@@ -78,6 +78,11 @@ def test_equal_runs_share_one_entry_however_spelled(small_checkpoint, monkeypatc
     experiments.unlearned(small_checkpoint, [0], steps=2, batch_size=4)
     experiments.unlearned(small_checkpoint, [0], "ours", steps=2, batch_size=4, retain_set="retain",
                           retain=None, seed=0)
+    # the family's defaults and the default retain classes, spelled out: still the same run
+    experiments.unlearned(small_checkpoint, [0], steps=2, batch_size=4, alpha=0.25, lr=5e-4,
+                          retain=[3, 4, 5])
     assert len(calls) == 1
+    experiments.unlearned(small_checkpoint, [0], steps=2, batch_size=4, alpha=0.5)
+    assert len(calls) == 2
     with pytest.raises(ValueError, match="^options: .*'stpes'"):
         experiments.unlearned(small_checkpoint, [0], stpes=2)
