@@ -51,3 +51,15 @@ def errors(path: Path) -> list[dict]:
 @pytest.fixture(scope="session")
 def book_html(executed, tmp_path_factory) -> Path:
     return build_book.build("tiny", executed=executed, out=tmp_path_factory.mktemp("book"))
+
+
+def page_values(executed: Path, notebook: str, names=(), figures=()) -> dict:
+    """The glued values of an executed notebook, after checking it ran without errors, glued
+    every name in ``names`` and drew every figure in ``figures`` as a PNG."""
+    path = executed / f"{notebook}.ipynb"
+    assert not errors(path), f"{notebook}: error outputs"
+    values = glued(path)
+    missing = (set(names) | set(figures)) - set(values)
+    assert not missing, f"{notebook}: nothing glued as {sorted(missing)}"
+    assert all("image/png" in values[k] for k in figures), f"{notebook}: a figure without PNG"
+    return values

@@ -3,7 +3,7 @@ fixture ``executed`` runs every notebook once), checked for what they glue and f
 they report. Margins below are set from the numbers measured at the notebooks' defaults."""
 import pytest
 
-from notebook_fixtures import errors, glued
+from notebook_fixtures import page_values
 
 
 def number(values: dict, name: str) -> float:
@@ -16,12 +16,10 @@ def text(values: dict, name: str) -> str:
 
 @pytest.mark.slow
 def test_tsne_figure_measures_how_far_forget_and_retain_outputs_move(executed):
-    path = executed / "05_figure_tsne.ipynb"
-    values = glued(path)
-    assert not errors(path)
-    assert {"tsne_main", "tsne_panels", "tsne_table", "tsne_verdict", "part_retain",
-            "part_forget", "part_noise", "ours_vs_retrained"} <= set(values)
-    assert all("image/png" in values[k] for k in ("tsne_main", "tsne_panels"))
+    values = page_values(executed, "05_figure_tsne",
+                         names={"tsne_table", "tsne_verdict", "part_retain", "part_forget",
+                                "part_noise", "ours_vs_retrained"},
+                         figures=("tsne_main", "tsne_panels"))
     assert "text/html" in values["tsne_table"]
     assert text(values, "families") == "mae"  # read from zoo.TINY_MODELS, not typed
     # Measured on mae-mnist (ours, 100 steps, seed 0, centre-8/16): retain outputs kept at cosine
@@ -43,12 +41,10 @@ def test_tsne_figure_measures_how_far_forget_and_retain_outputs_move(executed):
 
 @pytest.mark.slow
 def test_alpha_ablation_trades_forget_damage_for_retain_damage(executed):
-    path = executed / "06_ablation_alpha.ipynb"
-    values = glued(path)
-    assert not errors(path)
-    assert {"alpha_table", "alpha_ratio_table", "fig_alpha", "alpha_verdict",
-            "retrained_forget_mse_ratio", "alpha_closest_retrained"} <= set(values)
-    assert "image/png" in values["fig_alpha"]
+    values = page_values(executed, "06_ablation_alpha",
+                         names={"alpha_table", "alpha_ratio_table", "alpha_verdict",
+                                "retrained_forget_mse_ratio", "alpha_closest_retrained"},
+                         figures=("fig_alpha",))
     assert "text/html" in values["alpha_table"]
     # Measured on mae-mnist (100 steps, seed 0, centre-8/16), MSE as a multiple of the
     # original's: α 0.05 -> forget 1.06, retain 1.01; α 0.25 -> 1.51, 1.05; α 1 -> forget 2.11,
@@ -68,12 +64,10 @@ def test_alpha_ablation_trades_forget_damage_for_retain_damage(executed):
 
 @pytest.mark.slow
 def test_mask_appendix_scores_every_mask_and_draws_the_outpainting_grid(executed):
-    path = executed / "08_appendix_masks.ipynb"
-    values = glued(path)
-    assert not errors(path)
-    assert {"fig_masks", "grid_outpaint", "mask_table", "mask_ratio_table", "mask_verdict",
-            "masks_holding", "outpaint_ours_forget_ratio"} <= set(values)
-    assert all("image/png" in values[k] for k in ("fig_masks", "grid_outpaint"))
+    values = page_values(executed, "08_appendix_masks",
+                         names={"mask_table", "mask_ratio_table", "mask_verdict", "masks_holding",
+                                "outpaint_ours_forget_ratio"},
+                         figures=("fig_masks", "grid_outpaint"))
     assert "text/html" in values["mask_table"]
     assert int(number(values, "masks_total")) == 6
     # Measured on mae-mnist (ours, 100 steps, seed 0), forget / retain MSE over the original's:
