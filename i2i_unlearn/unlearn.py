@@ -9,7 +9,7 @@ The forget target is the *original encoder applied to noise* ``n`` under the sam
 the noise is the model's ``forget_source``: ``n`` itself (MAE), or the forget image with ``n`` in
 its hole (diffusion, as the official code).
 
-Baselines (as ``shared/paper.md`` defines them, not the released code's bug that applies the
+Baselines (as the paper defines them, not the released code's bug that applies the
 forget term to retain rows):
 
 =============== ============ ===============================================================
