@@ -43,13 +43,18 @@ def _add_paper_data_args(p, what: str):
     return paper
 
 
-def _paper_dataset(args, image_size: int):
-    """A FolderImageDataset from the paper-scale flags (all four are needed)."""
-    from .data import FolderImageDataset
+def _require_paper_data(args) -> None:
+    """The four paper-scale data flags must all be given; the error names the first missing."""
     missing = [f for f in ("data", "train_root", "eval_root", "class_list") if getattr(args, f) is None]
     if missing:
         raise ValueError(f"--{missing[0].replace('_', '-')}: needed for paper-scale data "
                          f"(see the book's paper-scale chapter)")
+
+
+def _paper_dataset(args, image_size: int):
+    """A FolderImageDataset from the paper-scale flags."""
+    from .data import FolderImageDataset
+    _require_paper_data(args)
     return FolderImageDataset(args.data, args.train_root, args.eval_root, args.class_list,
                               image_size=image_size)
 
@@ -210,11 +215,10 @@ def _paper_inputs(args):
                              f"({', '.join(zoo.PAPER_MODELS)}); --model {args.model!r} is not one")
         return args.model, None, None
     import torch
-    dataset = _paper_dataset(args, image_size=1)  # checks the flags before the download
+    _require_paper_data(args)  # before a download, not after
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = zoo.load_paper_model(args.model, weights=args.weights).to(device)
-    dataset.image_size = model.config.img_size
-    return model, dataset, device
+    return model, _paper_dataset(args, model.config.img_size), device
 
 
 def _unlearn(args) -> int:

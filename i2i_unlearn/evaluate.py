@@ -19,6 +19,7 @@ from . import masks
 from .data import ImageDataset
 from .metrics import METRICS, MetricNets, compute_metrics, hidden_mse, normalize_metrics, psnr
 from .models.base import I2IModel
+from .unlearn import method_label
 
 SETS = ("retain", "forget")
 COLUMNS = ("model", "method", "seed", "set", "metric", "value")
@@ -80,9 +81,7 @@ def describe(model: I2IModel, fallback: str = "model") -> tuple[str, str]:
         parent = (manifest.get("parent") or {}).get("model") or fallback
         # older manifests say proxy: true; newer ones name the retain set
         retain_set = recipe.get("retain_set", "proxy" if recipe.get("proxy") else "retain")
-        method = recipe.get("method", "unlearned") + {"retain": "", "proxy": "-proxy",
-                                                      "none": "-no-retain"}.get(
-            retain_set, f"-retain-{retain_set}")
+        method = method_label(recipe.get("method", "unlearned"), retain_set)
         return Path(str(parent)).name, method
     if recipe.get("exclude_classes"):
         return fallback, "retrained"

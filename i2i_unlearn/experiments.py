@@ -78,10 +78,8 @@ def unlearned(model: str, forget, method: str = "ours", **options) -> I2IModel:
     settings = {**defaults, **options}
     # ... and the family's defaults and the default retain classes resolved, so alpha=None and
     # alpha=0.25 (the MAE default) are one run, as are retain=None and retain=[3, 4, 5].
-    family = unlearn.FAMILY_DEFAULTS[manifest["family"]]
-    for name in ("alpha", "steps", "lr", "batch_size"):
-        if settings.get(name) is None:
-            settings[name] = family[name]
+    settings.update(unlearn.resolve_defaults(
+        manifest["family"], *(settings.get(k) for k in ("alpha", "steps", "lr", "batch_size"))))
     data = load_dataset(manifest["data"]["dataset"])
     settings["retain"] = list(make_split(data.num_classes, forget, settings.get("retain"),
                                          dataset=data.name).retain)

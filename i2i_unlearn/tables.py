@@ -17,7 +17,7 @@ import pandas as pd
 
 from .evaluate import SETS, evaluate_model, rows_from_scores, score_model, tidy
 from .metrics import METRICS
-from .unlearn import METHODS
+from .unlearn import METHODS, split_method
 
 # Rows in the paper's order, with our additions: the proxy variant and the retrained reference.
 METHOD_ORDER = ("original", "max-loss", "noisy-label", "retain-label", "random-encoder", "ours",
@@ -64,20 +64,6 @@ def paper_table(df: pd.DataFrame, metrics=None, digits: int = 2, numeric: bool =
 
 
 # -- running every method ------------------------------------------------------------------
-def split_method(row: str) -> tuple[str, str]:
-    """A table row's label -> (unlearning method, retain set): ``ours-proxy`` -> ("ours",
-    "proxy"), ``ours-no-retain`` -> ("ours", "none"), ``ours-retain-scenes`` -> ("ours",
-    "scenes"), ``max-loss`` -> ("max-loss", "retain"). The inverse of ``evaluate.describe``."""
-    if row.endswith("-proxy"):
-        return row.removesuffix("-proxy"), "proxy"
-    if row.endswith("-no-retain"):
-        return row.removesuffix("-no-retain"), "none"
-    if "-retain-" in row and row.split("-retain-")[0] in METHODS:
-        base, data = row.split("-retain-")
-        return base, data
-    return row, "retain"
-
-
 def _unlearn_and_score(job: dict) -> list[dict]:
     """One (method, seed) cell: unlearn (once per configuration, through the experiment cache)
     or load, inpaint, score. Runs in workers."""

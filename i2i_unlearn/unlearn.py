@@ -43,6 +43,25 @@ NOISE_KINDS = ("standard", "matched")
 RETAIN_SETS = ("retain", "proxy", "none", "mnist", "scenes")
 
 
+def method_label(method: str, retain_set: str = "retain") -> str:
+    """A run's name in tables: ``ours``, ``ours-proxy``, ``ours-no-retain``, ``ours-retain-scenes``."""
+    suffix = {"retain": "", "proxy": "-proxy", "none": "-no-retain"}
+    return method + suffix.get(retain_set, f"-retain-{retain_set}")
+
+
+def split_method(label: str) -> tuple[str, str]:
+    """The inverse of ``method_label``: ``ours-proxy`` -> ("ours", "proxy"), ``max-loss`` ->
+    ("max-loss", "retain")."""
+    if label.endswith("-proxy"):
+        return label.removesuffix("-proxy"), "proxy"
+    if label.endswith("-no-retain"):
+        return label.removesuffix("-no-retain"), "none"
+    base, sep, data = label.partition("-retain-")
+    if sep and base in METHODS:
+        return base, data
+    return label, "retain"
+
+
 @dataclass
 class UnlearnConfig:
     method: str = "ours"
@@ -177,6 +196,12 @@ FAMILY_DEFAULTS = {
 }
 
 
+def resolve_defaults(family: str, alpha=None, steps=None, lr=None, batch_size=None) -> dict:
+    """``alpha``, ``steps``, ``lr``, ``batch_size`` with the family's defaults where None."""
+    given = {"alpha": alpha, "steps": steps, "lr": lr, "batch_size": batch_size}
+    return {k: FAMILY_DEFAULTS[family][k] if v is None else v for k, v in given.items()}
+
+
 def unlearn_classes(model, forget, retain=None, retain_set: str = "retain", method: str = "ours",
                     alpha: float | None = None, noise: str = "standard", steps: int | None = None,
                     seed: int = 0, batch_size: int | None = None, lr: float | None = None,
@@ -213,13 +238,12 @@ def unlearn_classes(model, forget, retain=None, retain_set: str = "retain", meth
                          f"or 'proxy' for its classes")
     if retain_set == "proxy" and not split.proxy:
         raise ValueError("retain_set: no class is left for the proxy retain pool")
-    defaults = FAMILY_DEFAULTS[source.family]
+    settings = resolve_defaults(source.family, alpha, steps, lr, batch_size)
     config = UnlearnConfig(
         method=method, noise=noise, retain_weight=0.0 if retain_set == "none" else 1.0,
-        alpha=defaults["alpha"] if alpha is None else alpha,
-        batch_size=batch_size or defaults["batch_size"],
-        loop=LoopConfig(steps=steps or defaults["steps"], lr=lr or defaults["lr"], seed=seed,
-                        warmup_steps=min(20, (steps or defaults["steps"]) // 10),
+        alpha=settings["alpha"], batch_size=settings["batch_size"],
+        loop=LoopConfig(steps=settings["steps"], lr=settings["lr"], seed=seed,
+                        warmup_steps=min(20, settings["steps"] // 10),
                         checkpoint_every=checkpoint_every if out_dir else 0))
     forget_images, _ = dataset.images(split.forget, split="train")
     retain_images = _retain_images(dataset, split, retain_set, forget_images)

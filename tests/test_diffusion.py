@@ -215,16 +215,6 @@ def test_every_unlearning_method_runs(method):
                        for n in changed)
 
 
-def test_bad_inputs_name_the_argument():
-    model = dummy()
-    with pytest.raises(ValueError, match="^x:"):
-        model.generate(images(2, 3), centre_mask(2))
-    with pytest.raises(ValueError, match="^mask:"):
-        model.encode(images(2), centre_mask(3))
-    with pytest.raises(ValueError, match="^corruption:"):
-        model.encode(images(2), centre_mask(2), model.sample_corruption(images(3), centre_mask(3)))
-
-
 # -- Palette: official layout and an exact conversion --------------------------------------------
 def test_places2_official_layout_converts_exactly():
     shapes = official_palette_shapes()

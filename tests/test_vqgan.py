@@ -229,16 +229,6 @@ def test_every_unlearning_method_runs(method):
         assert all(k.split(".")[0] in ("token_emb", "blocks", "norm") for k in changed), changed
 
 
-def test_bad_inputs_name_the_argument():
-    model = dummy()
-    with pytest.raises(ValueError, match="^x:"):
-        model.generate(images(2, 3), centre_mask(2))
-    with pytest.raises(ValueError, match="^mask:"):
-        model.encode(images(2), centre_mask(3))
-    with pytest.raises(ValueError, match="^corruption:"):
-        model.encode(images(2), centre_mask(2), model.sample_corruption(images(3), centre_mask(3)))
-
-
 # -- official MAGE layout -------------------------------------------------------------------------
 def test_official_mage_layout_maps_without_missing_or_unexpected_keys():
     shapes = official_mage_shapes()
