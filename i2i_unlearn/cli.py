@@ -245,15 +245,15 @@ def _unlearn(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .data import load_dataset
+    from .data import dataset_of
     from .evaluate import SETS, describe, evaluate_model, tidy
     from .metrics import normalize_metrics, paper_nets
     from .tables import paper_table
     metrics = normalize_metrics(args.metrics)
     model = zoo.load(args.model)
-    paper_data = model.manifest["data"]["dataset"] in ("imagenet", "places") or args.data
-    dataset = (_paper_dataset(args, model.config.img_size) if paper_data
-               else load_dataset(model.manifest["data"]["dataset"]))
+    flags = any(getattr(args, f) for f in ("data", "train_root", "eval_root", "class_list"))
+    # The folders given by flags, else the model's own data (paper folders: $I2I_UNLEARN_<NAME>).
+    dataset = _paper_dataset(args, model.config.img_size) if flags else dataset_of(model.manifest)
     nets = paper_nets() if args.scale == "paper" and set(metrics) - {"psnr"} else None
     name, method = describe(model, Path(args.model.rstrip("/")).name)
     df = tidy(evaluate_model(model, dataset, args.forget, args.retain, args.mask, metrics,

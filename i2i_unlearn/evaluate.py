@@ -106,8 +106,8 @@ def score_model(model: I2IModel, dataset: ImageDataset, forget, retain,
     model = load_any(model)
     metrics = normalize_metrics(metrics)
     if nets is None and set(metrics) - {"psnr"}:
-        from .metrics import tiny_nets
-        nets = tiny_nets(dataset.name)
+        from .metrics import nets_for_data
+        nets = nets_for_data(dataset.name)
     out, images = {}, {}
     for name, (x, labels) in evaluation_sets(dataset, forget, retain).items():
         generated, mask = inpaint(model, x, mask_name, batch_size=batch_size, seed=seed,
@@ -131,11 +131,15 @@ def evaluate_model(model, data: str | ImageDataset | None = None, forget=(0, 1, 
                    method: str | None = None, progress: bool = False) -> list[dict]:
     """Tidy rows for one model (zoo name, checkpoint directory or loaded model), one block per
     sampling seed. ``name`` / ``method`` default to what the manifest says (``describe``)."""
-    from .data import load_dataset, make_split
+    from .data import dataset_of, load_dataset, make_split
     label = str(model) if not isinstance(model, I2IModel) else "model"
     model = load_any(model)
-    data = data or model.manifest["data"]["dataset"]
-    dataset = load_dataset(data) if isinstance(data, str) else data  # or paper-scale folders
+    if data is None:
+        dataset = dataset_of(model.manifest)
+    elif isinstance(data, str):
+        dataset = load_dataset(data, model.config.img_size)
+    else:  # a dataset object, e.g. paper-scale folders
+        dataset = data
     split = make_split(dataset.num_classes, forget, retain, dataset=dataset.name)
     guessed = describe(model, Path(label).name)
     name, method = name or guessed[0], method or guessed[1]
@@ -159,8 +163,8 @@ def embedding_groups(original, unlearned, dataset: ImageDataset, forget, retain,
     """Embeddings (the cosine network's) of the generated held-out images in the paper's four
     t-SNE groups: {"original / retain", "original / forget", "unlearned / retain",
     "unlearned / forget"} -> (N, E). Feed to ``plots.tsne_plot``."""
-    from .metrics import run_net, tiny_nets
-    nets = nets or tiny_nets(dataset.name)
+    from .metrics import nets_for_data, run_net
+    nets = nets or nets_for_data(dataset.name)
     groups = {}
     for who, model in (("original", load_any(original)), ("unlearned", load_any(unlearned))):
         for name, (x, _) in evaluation_sets(dataset, forget, retain).items():

@@ -22,7 +22,7 @@ from typing import Callable
 import pandas as pd
 
 from . import unlearn, zoo
-from .data import load_dataset, make_split
+from .data import dataset_of, make_split
 from .models.base import I2IModel
 
 CACHE_ENV = "I2I_UNLEARN_CACHE"
@@ -80,7 +80,7 @@ def unlearned(model: str, forget, method: str = "ours", **options) -> I2IModel:
     # alpha=0.25 (the MAE default) are one run, as are retain=None and retain=[3, 4, 5].
     settings.update(unlearn.resolve_defaults(
         manifest["family"], *(settings.get(k) for k in ("alpha", "steps", "lr", "batch_size"))))
-    data = load_dataset(manifest["data"]["dataset"])
+    data = dataset_of(manifest)
     settings["retain"] = list(make_split(data.num_classes, forget, settings.get("retain"),
                                          dataset=data.name).retain)
     config = {"parent_sha256": manifest["sha256"], "forget": sorted(forget), **settings,

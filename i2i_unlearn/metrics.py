@@ -16,10 +16,11 @@ mse, psnr  hidden-region MSE and PSNR (data range 2 for [-1, 1])           none
 A ``FeatureNet`` maps images in [-1, 1] to a dict of those outputs. ``MetricNets`` says which
 network serves which metric: at tiny scale one small classifier (``tiny_nets``) serves all; at
 paper scale Inception serves FID / IS and CLIP ViT-H-14 the cosine (``paper_nets``, which imports
-and downloads only when called). ``compute_metrics`` runs each network once per image set.
+and downloads only when called); ``nets_for_data`` picks by dataset. ``compute_metrics`` runs each network once per image set.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -262,6 +263,19 @@ def tiny_nets(data: str, device="cpu") -> MetricNets:
     from .classifiers import load_classifier
     net = ClassifierFeatures(load_classifier(data, device), name=f"classifier-{data}")
     return MetricNets(fid=net, inception=net, cosine=net, classifier=net, scale="tiny")
+
+
+def nets_for_data(data: str, device=None) -> MetricNets:
+    """The metric networks of ``data``'s scale: the shipped classifier for the tiny datasets,
+    Inception and CLIP (``paper_nets``) for ImageNet / Places. Loaded once per process."""
+    from .data import DATASETS
+    from .zoo import default_device
+    return _nets(data if data in DATASETS else "paper", str(device or default_device()))
+
+
+@functools.lru_cache(maxsize=None)
+def _nets(data: str, device: str) -> MetricNets:
+    return paper_nets(device) if data == "paper" else tiny_nets(data, device)
 
 
 def paper_nets(device="cpu", classifier: FeatureNet | None = None) -> MetricNets:

@@ -23,7 +23,8 @@ from .unlearn import METHODS, split_method
 METHOD_ORDER = ("original", "max-loss", "noisy-label", "retain-label", "random-encoder", "ours",
                 "ours-proxy", "retrained")
 # The retain-set ablation's rows: ours with the proxy pool, another dataset, or no retain set.
-RETAIN_SET_ROWS = ("ours-retain-mnist", "ours-retain-scenes", "ours-no-retain")
+RETAIN_SET_ROWS = ("ours-retain-mnist", "ours-retain-scenes", "ours-retain-imagenet",
+                   "ours-retain-places", "ours-no-retain")
 METRIC_ORDER = ("fid", "is", "cosine", "acc", "mse", "psnr")
 SET_LABELS = {"retain": "D_R", "forget": "D_F"}
 
@@ -81,7 +82,7 @@ def _unlearn_and_score(job: dict) -> list[dict]:
         model = experiments.unlearned(job["model"], job["forget"], base, retain=job["retain"],
                                       retain_set=retain_set, seed=seed,
                                       **job.get("unlearn_kwargs", {}))
-    dataset = load_dataset(job["data"])
+    dataset = load_dataset(job["data"], job["image_size"])
     split = make_split(dataset.num_classes, job["forget"], job["retain"], dataset=job["data"])
     rows = []
     for mask in job["masks"]:  # one unlearned model, scored under every evaluation mask
@@ -117,7 +118,8 @@ def compare_methods(model: str = "mae-mnist", forget=(0, 1, 2), retain=None,
     if unknown:
         raise ValueError(f"methods: unknown {sorted(unknown)}; expected any of "
                          f"{METHOD_ORDER + RETAIN_SET_ROWS}")
-    data = zoo.read_manifest(model)["data"]["dataset"]
+    manifest = zoo.read_manifest(model)
+    data = manifest["data"]["dataset"]
     if retrained is not None:
         excluded = set(zoo.read_manifest(retrained)["recipe"].get("exclude_classes") or ())
         if excluded != set(forget):
@@ -125,6 +127,7 @@ def compare_methods(model: str = "mae-mnist", forget=(0, 1, 2), retain=None,
                              f"{sorted(excluded)}, not the forget classes {sorted(forget)}")
     name = os.path.basename(str(model).rstrip("/"))
     common = {"model": model, "forget": list(forget), "retain": retain, "data": data,
+              "image_size": manifest["config"].get("img_size"),
               "masks": [mask_name] if isinstance(mask_name, str) else list(mask_name),
               "metrics": normalize_metrics(metrics), "name": name,
               "unlearn_kwargs": unlearn_kwargs or {}}

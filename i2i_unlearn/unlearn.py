@@ -40,7 +40,8 @@ ENCODER_ONLY = ("ours", "random-encoder")
 NOISE_KINDS = ("standard", "matched")
 # What stands in for D_R while unlearning: the real retain classes, the proxy pool (classes in
 # neither set), nothing (retain term off), or all training images of another tiny dataset.
-RETAIN_SETS = ("retain", "proxy", "none", "mnist", "scenes")
+# retain / proxy classes, none, or every training image of another dataset (tiny or paper).
+RETAIN_SETS = ("retain", "proxy", "none", "mnist", "scenes", "imagenet", "places")
 
 
 def method_label(method: str, retain_set: str = "retain") -> str:
@@ -223,12 +224,12 @@ def unlearn_classes(model, forget, retain=None, retain_set: str = "retain", meth
     already loaded ``I2IModel`` carrying a ``manifest``.
     """
     from . import zoo
-    from .data import load_dataset, make_split
+    from .data import dataset_of, make_split
     from .evaluate import evaluate_forgetting
 
     source = model if isinstance(model, I2IModel) else zoo.load(model)
     if dataset is None:
-        dataset = load_dataset(source.manifest["data"]["dataset"])
+        dataset = dataset_of(source.manifest)
     data = dataset.name
     split = make_split(dataset.num_classes, forget, retain, dataset=data)
     if retain_set not in RETAIN_SETS:
@@ -278,6 +279,8 @@ def _retain_images(dataset, split, retain_set: str, forget_images: torch.Tensor)
         return forget_images
     if retain_set in ("retain", "proxy"):
         return dataset.images(getattr(split, retain_set), split="train")[0]
-    other = load_dataset(retain_set)
+    other = load_dataset(retain_set, forget_images.shape[-1])  # at the model's input size
     images, _ = other.images(range(other.num_classes), split="train")
+    if images.shape[1] == dataset.channels:  # paper folders stay lazy (decoded per batch)
+        return images
     return convert_channels(images, dataset.channels)

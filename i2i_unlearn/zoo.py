@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from .models.base import I2IModel
 
 ZOO_DIR = Path(__file__).parent / "zoo"
+DEVICE_ENV = "I2I_UNLEARN_DEVICE"  # where load() puts models by default (paper scale: cuda)
 TINY_MODELS = ("mae-mnist", "mae-scenes", "mae-mnist-retrained", "mae-scenes-retrained")
 WEIGHTS, MANIFEST = "model.safetensors", "manifest.json"
 
@@ -27,14 +28,14 @@ WEIGHTS, MANIFEST = "model.safetensors", "manifest.json"
 # script; download it by hand from ``page`` and pass its path as ``weights=``.
 PAPER_MODELS = {
     "mae-vit-large": {
-        "family": "mae", "preset": "mae_vit_large_patch16",
+        "family": "mae", "preset": "mae_vit_large_patch16", "data": "imagenet",
         # The official visualisation checkpoint keeps the decoder (pre-training files do not).
         "url": "https://dl.fbaipublicfiles.com/mae/visualize/mae_visualize_vit_large.pth",
         "page": "https://github.com/facebookresearch/mae/blob/main/demo/mae_visualize.ipynb",
         "sha256": None,  # not published by the authors; the computed hash is printed on load
     },
     "palette-places2": {
-        "family": "diffusion", "preset": "palette-places2",
+        "family": "diffusion", "preset": "palette-places2", "data": "places",
         # Janspiry/Palette: Places2, 128x128 centre mask (the paper's diffusion model); the
         # folder holds ``{epoch}_Network.pth`` and its EMA twin; either loads.
         "url": None,
@@ -87,8 +88,16 @@ def read_manifest(name_or_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def load(name_or_dir: str | Path, device: str | torch.device = "cpu") -> I2IModel:
+def default_device() -> str:
+    """``$I2I_UNLEARN_DEVICE``, else ``"cpu"`` (tiny scale: CPU runs are bit-identical)."""
+    return os.environ.get(DEVICE_ENV) or "cpu"
+
+
+def load(name_or_dir: str | Path, device: str | torch.device | None = None) -> I2IModel:
     """Load a zoo model or checkpoint directory, verifying the weights' sha256 first.
+
+    device: default ``default_device()``, so a paper-scale notebook that sets
+    ``$I2I_UNLEARN_DEVICE=cuda`` gets every model (and every worker's) on the GPU.
 
     The manifest is attached as ``model.manifest`` and the folder it came from as
     ``model.checkpoint_dir`` (to hand the same model to functions that take a name or folder).
@@ -106,7 +115,7 @@ def load(name_or_dir: str | Path, device: str | torch.device = "cpu") -> I2IMode
     model.load_state_dict(load_file(weights))  # strict: a key mismatch raises
     model.manifest = manifest
     model.checkpoint_dir = directory
-    return model.to(device).eval()
+    return model.to(device or default_device()).eval()
 
 
 def save(model: I2IModel, out_dir: str | Path, manifest: dict) -> Path:
@@ -161,3 +170,32 @@ def load_paper_model(name: str, weights: str | Path | None = None,
     model.manifest = {"family": entry["family"], "config": model.config_dict(), "paper_model": name,
                       "source": entry["url"] or entry["page"], "sha256": digest}
     return model.eval()
+
+
+def import_paper_model(name: str, out_dir: str | Path, weights: str | Path | None = None,
+                       data: str | None = None) -> Path:
+    """An official checkpoint as a checkpoint directory of this package (done once per folder).
+
+    Everything that takes a zoo name or a checkpoint directory -- unlearning, the experiment
+    cache, the tables -- then runs on the official model unchanged. ``data``: the paper dataset
+    the model is unlearned and evaluated on (default the one it was trained on, e.g. ImageNet for
+    MAE ViT-L); its folders are found through ``$I2I_UNLEARN_<DATA>`` (``data.paper``).
+    """
+    from .data import DATA_ENV
+    if name not in PAPER_MODELS:
+        raise ValueError(f"name: expected one of {sorted(PAPER_MODELS)}, got {name!r}")
+    data = data or PAPER_MODELS[name]["data"]
+    if data not in DATA_ENV:
+        raise ValueError(f"data: expected one of {sorted(DATA_ENV)}, got {data!r}")
+    out = Path(out_dir)
+    if (out / MANIFEST).exists():
+        manifest = read_manifest(out)
+        if manifest.get("recipe", {}).get("paper_model") != name or manifest["data"]["dataset"] != data:
+            raise ValueError(f"out_dir: {out} holds another import ({manifest.get('recipe')}, "
+                             f"data {manifest['data']['dataset']!r}); choose a new folder")
+        return out
+    model = load_paper_model(name, weights)
+    return save(model, out, {
+        "recipe": {"command": "import", "paper_model": name, "source": model.manifest["source"],
+                   "source_sha256": model.manifest["sha256"]},
+        "data": {"dataset": data}})

@@ -7,7 +7,7 @@ from PIL import Image
 from i2i_unlearn.data import (DATASETS, BalancedPairSampler, ClassListImageFolder, ClassSplit,
                               default_split, imagenet_split, load_dataset, make_split,
                               mnist_rows, places_split, read_class_list, scenes_crop_boxes)
-from i2i_unlearn.data.tiny import _mnist_raw
+from i2i_unlearn.data.tiny import _mnist_raw, _tiny_dataset
 
 
 # -- tiny datasets ----------------------------------------------------------------------
@@ -49,7 +49,7 @@ def test_scene_classes_are_photographs():
 @pytest.mark.parametrize("name", DATASETS)
 def test_deterministic(name):
     a = load_dataset(name)
-    load_dataset.cache_clear()
+    _tiny_dataset.cache_clear()
     b = load_dataset(name)
     assert a is not b
     for f in ("train_images", "train_labels", "eval_images", "eval_labels"):
@@ -110,8 +110,8 @@ def test_images_selection_and_errors():
 
 
 def test_unknown_dataset():
-    with pytest.raises(ValueError, match="name.*imagenet.*mnist"):
-        load_dataset("imagenet")
+    with pytest.raises(ValueError, match="name='cifar10'.*mnist.*imagenet"):
+        load_dataset("cifar10")
 
 
 # -- class splits -----------------------------------------------------------------------

@@ -24,6 +24,11 @@ def test_every_notebook_has_a_test_entry_and_known_parameters():
         assert "scale" in params
         unknown = set(TINY[nb.stem]) - set(params)
         assert not unknown, f"{nb.name}: papermill would ignore {unknown}"
+        # make book SCALE=paper: a paper-scale version, or tiny scale on purpose
+        paper = build_book.parameters_for(nb, "paper")
+        assert paper.get("scale") == "paper" or nb.stem in build_book.TINY_ONLY
+        unknown = set(paper) - set(params)
+        assert not unknown, f"{nb.name}: papermill would ignore paper parameters {unknown}"
 
 
 @pytest.mark.slow

@@ -176,7 +176,7 @@ def test_unlearn_classes_writes_a_loadable_checkpoint(small_checkpoint, tmp_path
     assert proxy["data"]["retain_images"] == 4 * 450  # classes 6..9
 
 
-def test_retain_set_choices_other_dataset_and_none(small_checkpoint):
+def test_retain_set_choices_other_dataset_and_none(small_checkpoint, monkeypatch):
     _, scenes = unlearn_classes(small_checkpoint, [0, 1, 2], retain_set="scenes", steps=2,
                                 batch_size=4, progress=False)
     assert scenes["data"]["unlearning_retain_set"] == "scenes"
@@ -188,6 +188,9 @@ def test_retain_set_choices_other_dataset_and_none(small_checkpoint):
     with pytest.raises(ValueError, match="retain_set"):
         unlearn_classes(small_checkpoint, [0, 1, 2], retain_set="mnist", steps=1, progress=False)
     with pytest.raises(ValueError, match="retain_set"):
+        unlearn_classes(small_checkpoint, [0, 1, 2], retain_set="cifar10", steps=1, progress=False)
+    monkeypatch.delenv("I2I_UNLEARN_IMAGENET", raising=False)  # paper folders: named where
+    with pytest.raises(ValueError, match="I2I_UNLEARN_IMAGENET"):
         unlearn_classes(small_checkpoint, [0, 1, 2], retain_set="imagenet", steps=1, progress=False)
 
 

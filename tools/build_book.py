@@ -26,7 +26,34 @@ from i2i_unlearn.experiments import CACHE_ENV  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build"
 SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks")
-PAPER_PARAMETERS = {"scale": "paper"}
+# Paper scale: the official MAE ViT-L (downloaded once) on $I2I_UNLEARN_IMAGENET /
+# $I2I_UNLEARN_PLACES, one GPU, the family's default unlearning steps, no retrained reference
+# (none is published). Notebooks that have no paper-scale version run at tiny scale and say so.
+PAPER_COMMON = {"scale": "paper", "steps": None, "workers": 1, "with_retrained": False}
+PAPER_PARAMETERS = {
+    "02_table1_imagenet": {"models": ["mae-vit-large"]},
+    "03_table_places": {"models": ["mae-vit-large"]},
+    "04_figure_qualitative": {"models": ["mae-vit-large"]},
+    "05_figure_tsne": {"models": ["mae-vit-large"], "extra_rows": ["max-loss", "random-encoder"]},
+    "06_ablation_alpha": {"model": "mae-vit-large"},
+    "07_ablation_proxy": {"model": "mae-vit-large"},
+    "08_appendix_masks": {"models": ["mae-vit-large"]},
+    "10_explorer": {"grid": [("mae-vit-large", list(range(100)), m, None)
+                             for m in ("ours", "ours-proxy", "max-loss", "noisy-label")]},
+}
+TINY_ONLY = ("00_quickstart", "01_theory", "09_audit")  # the reasons are on each page
+
+
+def parameters_for(notebook: Path, scale: str) -> dict:
+    """Papermill parameters of ``notebook`` at ``scale`` (of the common ones, those it has)."""
+    if scale == "tiny" or notebook.stem in TINY_ONLY:
+        return {}
+    if notebook.stem not in PAPER_PARAMETERS:
+        raise ValueError(f"{notebook.stem}: no paper-scale parameters; add them to "
+                         f"PAPER_PARAMETERS or to TINY_ONLY")
+    known = papermill.inspect_notebook(str(notebook))
+    return {**{k: v for k, v in PAPER_COMMON.items() if k in known},
+            **PAPER_PARAMETERS[notebook.stem]}
 
 
 def notebooks() -> list[Path]:
@@ -58,7 +85,10 @@ def build(scale: str = "tiny", executed: Path | None = None, out: Path = BUILD) 
     src.mkdir(parents=True)
     for name in SOURCES:
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, src / name)
-    parameters = PAPER_PARAMETERS if scale == "paper" else {}
+    if scale == "paper":  # the data folders must be there before an hour of GPU work starts
+        from i2i_unlearn.data import DATA_ENV, paper_data_root
+        for name in DATA_ENV:
+            paper_data_root(name)
     # Notebooks share unlearned models and tables through one cache per scale (never in git).
     os.environ.setdefault(CACHE_ENV, str(out / "cache" / scale))
     for nb in notebooks():
@@ -68,7 +98,9 @@ def build(scale: str = "tiny", executed: Path | None = None, out: Path = BUILD) 
             hide_injected_parameters(target)
             continue
         start = time.time()
-        print(f"executing {nb.relative_to(ROOT)} ({scale} scale) ...", flush=True)
+        parameters = parameters_for(nb, scale)
+        print(f"executing {nb.relative_to(ROOT)} ({parameters.get('scale', 'tiny')} scale) ...",
+              flush=True)
         execute(nb, target, parameters)
         print(f"  done in {time.time() - start:.0f} s", flush=True)
     subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "-W", "-n",

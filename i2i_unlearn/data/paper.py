@@ -12,11 +12,21 @@ decoded once into a tensor.
                               "imagenet_paper_order.txt", image_size=224)
     model, manifest = unlearn_classes(load_paper_model("mae-vit-large").cuda(),
                                       forget=range(100), dataset=data)
+
+Notebooks and the experiment cache name their data instead (``load_dataset("imagenet",
+image_size=224)``), so the folders are found through the environment -- which worker processes
+inherit -- as one root per dataset holding ``train/``, ``val/`` and the class list
+``paper_order.txt``::
+
+    export I2I_UNLEARN_IMAGENET=/data/imagenet   # train/ val/ paper_order.txt
+    export I2I_UNLEARN_PLACES=/data/places365
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -114,3 +124,41 @@ class FolderImageDataset:
         batches = range(0, len(lazy), 256)
         return torch.cat([lazy[i:i + 256] for i in tqdm(
             batches, desc=f"decoding {self.name} {split} images", disable=not progress)]), labels
+
+
+# -- paper data found through the environment -------------------------------------------------
+DATA_ENV = {"imagenet": "I2I_UNLEARN_IMAGENET", "places": "I2I_UNLEARN_PLACES"}
+CLASS_LIST = "paper_order.txt"
+SPLIT_DIRS = {"train": "train", "eval": "val"}
+
+
+def paper_data_root(name: str) -> Path:
+    """The folder ``$I2I_UNLEARN_<NAME>``, checked to hold ``train/``, ``val/`` and the class list."""
+    if name not in DATA_ENV:
+        raise ValueError(f"name: expected one of {sorted(DATA_ENV)}, got {name!r}")
+    env = DATA_ENV[name]
+    if not os.environ.get(env):
+        raise ValueError(f"{env}: not set; point it at the {name} folder holding train/, val/ "
+                         f"and {CLASS_LIST} (see the book's paper-scale chapter)")
+    root = Path(os.environ[env])
+    missing = [p for p in (*SPLIT_DIRS.values(), CLASS_LIST) if not (root / p).exists()]
+    if missing:
+        raise FileNotFoundError(f"{env}={root}: missing {', '.join(missing)} (expected train/, "
+                                f"val/ and {CLASS_LIST}: {PAPER_SPLITS[name]['note']})")
+    return root
+
+
+def paper_dataset(name: str, image_size: int | None) -> FolderImageDataset:
+    """``FolderImageDataset`` of ``name`` from its environment root, at ``image_size``."""
+    if image_size is None:
+        raise ValueError(f"image_size: needed for the paper dataset {name!r} (the model's input "
+                         f"size, e.g. 224 for MAE ViT-L, 256 for Palette and MAGE)")
+    root = paper_data_root(name)
+    return _paper_dataset(name, str(root), int(image_size))
+
+
+@functools.lru_cache(maxsize=None)
+def _paper_dataset(name: str, root: str, image_size: int) -> FolderImageDataset:
+    base = Path(root)
+    return FolderImageDataset(name, base / SPLIT_DIRS["train"], base / SPLIT_DIRS["eval"],
+                              base / CLASS_LIST, image_size)

@@ -145,17 +145,36 @@ class ImageDataset:
         return images[rows], labels[rows]
 
 
-@functools.lru_cache(maxsize=None)
-def load_dataset(name: str) -> ImageDataset:
-    """The tiny dataset ``name`` ("mnist" | "scenes"), built once per process.
+def load_dataset(name: str, image_size: int | None = None):
+    """The dataset ``name``, built once per process.
+
+    - ``"mnist"`` / ``"scenes"``: the tiny shipped data (``image_size`` must be None or 32).
+    - ``"imagenet"`` / ``"places"``: the paper's class folders, found through the environment
+      variable ``I2I_UNLEARN_IMAGENET`` / ``I2I_UNLEARN_PLACES`` (see ``data.paper``), at
+      ``image_size`` (the model's input size).
 
     The cached object is shared: copy its tensors before changing them in place.
     """
-    if name == "mnist":
-        return _load_mnist()
-    if name == "scenes":
-        return _load_scenes()
-    raise ValueError(f"unknown dataset name={name!r}; valid names are {DATASETS}")
+    from .paper import DATA_ENV, paper_dataset
+    if name in DATA_ENV:
+        return paper_dataset(name, image_size)
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset name={name!r}; valid names are "
+                         f"{DATASETS + tuple(DATA_ENV)}")
+    if image_size not in (None, IMAGE_SIZE):
+        raise ValueError(f"image_size: the tiny dataset {name!r} is {IMAGE_SIZE}x{IMAGE_SIZE}, "
+                         f"got image_size={image_size}")
+    return _tiny_dataset(name)
+
+
+def dataset_of(manifest: dict):
+    """The data a checkpoint was made on (its manifest's ``data.dataset``), at its input size."""
+    return load_dataset(manifest["data"]["dataset"], manifest["config"].get("img_size"))
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny_dataset(name: str) -> ImageDataset:
+    return _load_mnist() if name == "mnist" else _load_scenes()
 
 
 # -- mnist ------------------------------------------------------------------------------
