@@ -47,9 +47,10 @@ class LoopConfig:
             raise ValueError(f"lr: expected a positive learning rate, got {self.lr}")
 
 
-def step_generator(seed: int, step: int) -> torch.Generator:
-    """The generator of one step: independent of what ran before, so resuming is exact."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """The generator of one step: independent of what ran before, so resuming is exact.
+    ``rank``: the process under data parallelism (its masks and noise differ from the others')."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step + rank * 7_919_000_003)
 
 
 def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
@@ -92,12 +93,16 @@ def train(model: nn.Module, params: list[nn.Parameter], step_fn: StepFn, config:
     bar = tqdm(range(start, config.steps), desc=desc, disable=not progress,
                initial=start, total=config.steps)
     for step in bar:
-        loss, logs = step_fn(step, step_generator(config.seed, step))
+        loss, logs = step_fn(step, step_generator(config.seed, step, accelerator.process_index))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning "
                                      f"rate or alpha (last finite checkpoint kept in {ckpt})")
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
+        if accelerator.num_processes > 1:  # step_fn calls the model itself, not DDP's wrapper,
+            for p in params:               # so average the gradients of the shards explicitly
+                if p.grad is not None:
+                    p.grad = accelerator.reduce(p.grad, reduction="mean")
         if config.grad_clip > 0:
             accelerator.clip_grad_norm_(params, config.grad_clip)
         optimizer.step()
@@ -109,7 +114,7 @@ def train(model: nn.Module, params: list[nn.Parameter], step_fn: StepFn, config:
             bar.set_postfix(loss=f"{row['loss']:.4f}")
         done = step + 1
         if ckpt is not None and config.checkpoint_every and done % config.checkpoint_every == 0 \
-                and done < config.steps:
+                and done < config.steps and accelerator.is_main_process:
             _save_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, done, history)
     return history
 

@@ -166,8 +166,12 @@ def run_unlearning(model: I2IModel, forget_images: torch.Tensor, retain_images: 
     for p in student.parameters():  # the rest stays frozen (e.g. the decoder, for ours)
         p.requires_grad_(id(p) in chosen)
 
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+    # One process here; several under `accelerate launch` / torchrun (on CPU: ACCELERATE_USE_CPU).
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     sampler = BalancedPairSampler(len(forget_images), len(retain_images), config.batch_size,
-                                  config.loop.seed)
+                                  config.loop.seed, shard=(state.process_index, state.num_processes))
     size = forget_images.shape[-1]
 
     def step_fn(step: int, generator: torch.Generator):
@@ -265,7 +269,8 @@ def unlearn_classes(model, forget, retain=None, retain_set: str = "retain", meth
                     **evaluate_forgetting(unlearned, dataset, split.forget, split.retain, eval_mask)},
         "history": history,
     }
-    if out_dir is not None:
+    from accelerate import PartialState
+    if out_dir is not None and PartialState().is_main_process:  # one writer under accelerate
         zoo.save(unlearned, out_dir, manifest)
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     unlearned.manifest = {"family": unlearned.family, "config": unlearned.config_dict(), **manifest}

@@ -241,3 +241,19 @@ def test_image_folder_options(folder):
     assert ds[1][0].shape == (3, 8, 8)
     with pytest.raises(FileNotFoundError, match=r"n09999999.*root"):
         ClassListImageFolder(root, ["n01440764", "n09999999"])
+
+
+def test_sharded_batches_split_the_one_process_batch_between_processes():
+    # Under `accelerate launch`, process r of w takes rows r::w of the w-times larger batch.
+    whole = BalancedPairSampler(37, 90, batch_size=8, seed=3)
+    shards = [BalancedPairSampler(37, 90, batch_size=4, seed=3, shard=(r, 2)) for r in range(2)]
+    for step in (0, 5, 11):
+        for s in range(2):  # forget rows, retain rows
+            together = torch.stack([sh.indices(step)[s] for sh in shards], 1).reshape(-1)
+            assert torch.equal(together, whole.indices(step)[s])
+            assert len(set(shards[0].indices(step)[s].tolist())
+                       & set(shards[1].indices(step)[s].tolist())) < 4  # mostly different rows
+    assert torch.equal(BalancedPairSampler(37, 90, 4, 3, shard=(0, 1)).indices(2)[0],
+                       BalancedPairSampler(37, 90, 4, 3).indices(2)[0])
+    with pytest.raises(ValueError, match="shard"):
+        BalancedPairSampler(37, 90, 4, 3, shard=(2, 2))

@@ -202,3 +202,27 @@ def test_convert_channels_round_trip():
     assert torch.allclose(convert_channels(rgb, 1), grey, atol=1e-6)  # luma weights sum to 1
     with pytest.raises(ValueError, match="channels"):
         convert_channels(torch.rand(1, 2, 4, 4), 3)
+
+
+@pytest.mark.slow
+def test_data_parallel_processes_see_different_rows_and_stay_in_sync():
+    # torchrun with 2 CPU processes (what `accelerate launch` does on GPUs): sharded batches,
+    # averaged gradients -> both processes end with the same weights, which differ from one
+    # process's (it saw other rows).
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).parent / "scripts" / "ddp_unlearn.py"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(script)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-2000:]
+    sums = dict(re.findall(r"rank (\d) checksum (\S+)", two.stdout))
+    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"]
+    one = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert re.findall(r"checksum (\S+)", one.stdout) != [sums["0"]]

@@ -115,16 +115,26 @@ class BalancedPairSampler:
 
     Stateless: ``indices(step)`` depends only on (seed, step, sizes, batch_size), so a run
     resumed at step k draws exactly what an uninterrupted run would.
+
+    shard: ``(rank, world)`` under data parallelism (``accelerate launch``): the step's global
+    batch of ``world * batch_size`` rows per set is drawn as above and process ``rank`` takes
+    rows ``rank::world``, so the processes see different rows and together walk the same
+    permutations one process would with the larger batch.
     """
 
-    def __init__(self, n_forget: int, n_retain: int, batch_size: int, seed: int):
+    def __init__(self, n_forget: int, n_retain: int, batch_size: int, seed: int,
+                 shard: tuple[int, int] = (0, 1)):
         for arg, n in (("n_forget", n_forget), ("n_retain", n_retain)):
             if int(n) < 1:
                 raise ValueError(f"{arg} must be >= 1 (the set is empty), got {arg}={n}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got batch_size={batch_size}")
+        rank, world = (int(v) for v in shard)
+        if not 0 <= rank < world:
+            raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
         self.n_forget, self.n_retain = int(n_forget), int(n_retain)
         self.batch_size, self.seed = int(batch_size), int(seed)
+        self.rank, self.world = rank, world
 
     @property
     def steps_per_epoch(self) -> int:
@@ -132,7 +142,8 @@ class BalancedPairSampler:
         return -(-max(self.n_forget, self.n_retain) // self.batch_size)
 
     def _rows(self, which: int, n: int, step: int) -> torch.Tensor:
-        return sample_rows(n, self.batch_size, self.seed, step, stream=which)
+        rows = sample_rows(n, self.batch_size * self.world, self.seed, step, stream=which)
+        return rows[self.rank::self.world]
 
     def indices(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(forget rows (batch_size,), retain rows (batch_size,)) for ``step`` (>= 0), int64."""
