@@ -25,7 +25,7 @@ from i2i_unlearn.experiments import CACHE_ENV  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build"
-SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks")
+SOURCES = ("_config.yml", "_toc.yml", "_static", "book", "notebooks")
 # Paper scale: the official MAE ViT-L (downloaded once) on $I2I_UNLEARN_IMAGENET /
 # $I2I_UNLEARN_PLACES, one GPU, the family's default unlearning steps, no retrained reference
 # (none is published). Notebooks that have no paper-scale version run at tiny scale and say so.
