@@ -191,7 +191,9 @@ def run_unlearning(model: I2IModel, forget_images: torch.Tensor, retain_images: 
 
 # Defaults per family, tuned at tiny scale (see the closing notes of the issues that set them).
 FAMILY_DEFAULTS = {
-    "mae": {"alpha": 0.25, "steps": 300, "lr": 5e-4, "batch_size": 32},
+    # 150 steps at lr 1e-3 score as 300 at 5e-4 on both tiny MAEs (held-out MSE within 5 %,
+    # forget classes 0-2), at half the cost.
+    "mae": {"alpha": 0.25, "steps": 150, "lr": 1e-3, "batch_size": 32},
     # α = 0.1 as the official code. On the tiny diffusion models trained so far neither this nor
     # α 1, lr 5e-4 makes forget fills worse: those models fill the hole hardly better (mnist) or
     # worse (scenes) than the visible mean does (issue 3's note): little for unlearning to remove.

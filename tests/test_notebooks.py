@@ -38,7 +38,8 @@ def test_quickstart_forgets_the_forget_digits_and_keeps_the_others(executed):
     assert "image/png" in values["grid_forget"]
     forget_ratio = float(values["forget_ratio"]["text/plain"])
     retain_ratio = float(values["retain_ratio"]["text/plain"])
-    # Measured at the defaults (alpha 0.25, 300 steps, seed 0): forget x2.03, retain x1.05.
+    # Measured at the defaults (alpha 0.25, 150 steps at lr 1e-3, seed 0): forget x2.00, retain
+    # x1.05 (300 steps at 5e-4, the earlier default: x2.03 and x1.05).
     # The issue's target for mae-mnist is forget >= 3x; the tiny MNIST model does not reach it
     # yet (see issue 2's note), so this asserts the behaviour it does have: the forget error at
     # least doubles while the retain error stays within 10%.
