@@ -79,8 +79,9 @@ def test_equal_runs_share_one_entry_however_spelled(small_checkpoint, monkeypatc
     experiments.unlearned(small_checkpoint, [0], "ours", steps=2, batch_size=4, retain_set="retain",
                           retain=None, seed=0)
     # the family's defaults and the default retain classes, spelled out: still the same run
-    experiments.unlearned(small_checkpoint, [0], steps=2, batch_size=4, alpha=0.25, lr=5e-4,
-                          retain=[3, 4, 5])
+    mae = unlearn.FAMILY_DEFAULTS["mae"]
+    experiments.unlearned(small_checkpoint, [0], steps=2, batch_size=4, alpha=mae["alpha"],
+                          lr=mae["lr"], retain=[3, 4, 5])
     assert len(calls) == 1
     experiments.unlearned(small_checkpoint, [0], steps=2, batch_size=4, alpha=0.5)
     assert len(calls) == 2
