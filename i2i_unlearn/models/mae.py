@@ -62,8 +62,11 @@ class MAEConfig:
                 raise ValueError(f"{d}: must be a multiple of 4, got {getattr(self, d)}")
 
 
+# The official models were pre-trained with 75 % of the patches masked at random; unlearning
+# uses the model's own training corruption (the paper), so the same fixed ratio.
 _OFFICIAL = dict(img_size=224, patch_size=16, in_chans=3, decoder_embed_dim=512, decoder_depth=8,
-                 decoder_num_heads=16, mlp_ratio=4.0, input_norm="imagenet")
+                 decoder_num_heads=16, mlp_ratio=4.0, input_norm="imagenet",
+                 train_mask_ratio=(0.75, 0.75))
 PRESETS: dict[str, dict] = {
     # 32x32 images (MNIST / photo patches); runs on a laptop CPU.
     "mae-tiny": dict(img_size=32, patch_size=4, in_chans=1, embed_dim=128, depth=4, num_heads=4,
