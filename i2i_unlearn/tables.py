@@ -70,8 +70,8 @@ def _unlearn_and_score(job: dict) -> list[dict]:
     or load, inpaint, score. Runs in workers."""
     import torch
     torch.set_num_threads(job.get("threads", 1))
-    from .data import load_dataset, make_split
-    from . import experiments
+    from . import experiments, zoo
+    from .data import dataset_of, make_split
     from .evaluate import load_any
     start, cpu = time.time(), time.process_time()
     method, seed = job["method"], job["seed"]
@@ -82,8 +82,8 @@ def _unlearn_and_score(job: dict) -> list[dict]:
         model = experiments.unlearned(job["model"], job["forget"], base, retain=job["retain"],
                                       retain_set=retain_set, seed=seed,
                                       **job.get("unlearn_kwargs", {}))
-    dataset = load_dataset(job["data"], job["image_size"])
-    split = make_split(dataset.num_classes, job["forget"], job["retain"], dataset=job["data"])
+    dataset = dataset_of(zoo.read_manifest(job["model"]))  # the original's data, at its size
+    split = make_split(dataset.num_classes, job["forget"], job["retain"], dataset=dataset.name)
     rows = []
     for mask in job["masks"]:  # one unlearned model, scored under every evaluation mask
         scores = score_model(model, dataset, split.forget, split.retain, mask, job["metrics"],
@@ -118,16 +118,13 @@ def compare_methods(model: str = "mae-mnist", forget=(0, 1, 2), retain=None,
     if unknown:
         raise ValueError(f"methods: unknown {sorted(unknown)}; expected any of "
                          f"{METHOD_ORDER + RETAIN_SET_ROWS}")
-    manifest = zoo.read_manifest(model)
-    data = manifest["data"]["dataset"]
     if retrained is not None:
         excluded = set(zoo.read_manifest(retrained)["recipe"].get("exclude_classes") or ())
         if excluded != set(forget):
             raise ValueError(f"retrained: {retrained} was trained without classes "
                              f"{sorted(excluded)}, not the forget classes {sorted(forget)}")
     name = os.path.basename(str(model).rstrip("/"))
-    common = {"model": model, "forget": list(forget), "retain": retain, "data": data,
-              "image_size": manifest["config"].get("img_size"),
+    common = {"model": model, "forget": list(forget), "retain": retain,
               "masks": [mask_name] if isinstance(mask_name, str) else list(mask_name),
               "metrics": normalize_metrics(metrics), "name": name,
               "unlearn_kwargs": unlearn_kwargs or {}}
