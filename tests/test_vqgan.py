@@ -43,7 +43,7 @@ def test_presets_config_roundtrip_and_errors():
     assert sum(p.numel() for p in model.parameters()) * 4 / 1e6 < 5  # a few MB in float32
     assert model.family == "vqgan" and model.image_shape == (1, 32, 32)
     c = model.config
-    assert (c.grid, c.vocab_size, model.cls_id, model.mask_id) == (8, 130, 128, 129)
+    assert (c.grid, c.vocab_size, model.cls_id, model.mask_id) == (8, 34, 32, 33)  # codebook 32
     back = VQGANConfig(**json.loads(json.dumps(model.config_dict())))
     assert back == c and isinstance(back.vq_channels, tuple)
     assert all(not p.requires_grad for p in model.vqgan.parameters())  # the tokenizer is frozen

@@ -54,7 +54,15 @@ def test_shipped_models_inpaint_better_than_the_mean(name):
     excluded = set(manifest["recipe"].get("exclude_classes") or ())
     seen = [c for c in range(load_dataset(data).num_classes) if c not in excluded]
     metrics = heldout_metrics(model, data, classes=seen)
-    assert metrics["eval_mse"] < 0.75 * metrics["mean_fill_mse"]
+    assert metrics["eval_mse"] < FILL_BAR[manifest["family"]] * metrics["mean_fill_mse"]
+
+
+# Hidden-region MSE bar of a shipped model, as a multiple of filling the hole with the visible
+# mean. The MAE predicts one fill close to the posterior mean; diffusion and VQ-GAN *draw* a fill,
+# and a draw from the true posterior errs twice as much as its mean (E|s - x|^2 = 2 E|x - E[x|v]|^2).
+# mae-mnist's fill sits at 0.39x the mean fill, so a perfect sampler would be near 0.78x; the
+# sampler bar asks for clearly better than the mean fill.
+FILL_BAR = {"mae": 0.75, "diffusion": 0.9, "vqgan": 0.9}
 
 
 def test_cli_unlearn_then_evaluate(small_checkpoint, tmp_path, capsys):
