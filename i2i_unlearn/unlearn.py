@@ -199,7 +199,8 @@ FAMILY_DEFAULTS = {
     # their noise targets, but the shallow ones (conv_in, the first down block), which the up
     # blocks read through skip connections, cannot move for the forget classes alone (issue 3).
     "diffusion": {"alpha": 0.1, "steps": 300, "lr": 1e-4, "batch_size": 16},
-    # Not tuned yet (no tiny VQ-GAN good enough to tune on); α in the official range 0.2-0.25.
+    # α in the official range 0.2-0.25. On vqgan-mnist (forget 0-2) these give retain x1.11,
+    # forget x1.28; no setting tried keeps retain within 10 % and forget above x1.3 (issue 4).
     "vqgan": {"alpha": 0.25, "steps": 300, "lr": 5e-4, "batch_size": 32},
 }
 
