@@ -255,13 +255,15 @@ def test_cli_audit_errors(small_checkpoint, capsys):
     assert "--reference" in capsys.readouterr().err
 
 
-def test_shipped_original_is_flagged_by_relearning():
+def test_shipped_original_is_flagged_by_relearning_and_context():
     """The shipped pair (mae-mnist vs mae-mnist-retrained): the original reconstructs forget
-    digits after a short fine-tune far better than the model that never saw them. (The linear
-    probe and membership inference are inconclusive on this pair; see the audit chapter.)"""
+    digits after a short fine-tune far better than the model that never saw them, and from less
+    context. (The linear probe and membership inference are inconclusive on this pair; see the
+    audit chapter.)"""
     d = load_dataset("mnist")
     data = AuditData.from_dataset(d, FORGET, RETAIN, members_per_class=10)
-    rows = relearning({"original": zoo.load("mae-mnist"),
-                       "retrained": zoo.load("mae-mnist-retrained")}, data, k=8, steps=10)
-    table = verdict(rows).set_index("model")
-    assert table.loc["original", "flagged"]
+    pair = {"original": zoo.load("mae-mnist"), "retrained": zoo.load("mae-mnist-retrained")}
+    for rows in (relearning(pair, data, k=8, steps=10), context_sweep(pair, data)):
+        table = verdict(rows).set_index("model")
+        assert table.loc["original", "flagged"], table
+        assert not table.loc["retrained", "flagged"], table

@@ -40,8 +40,8 @@ def _relearn_headline(g: pd.DataFrame):
 
 
 def _context_headline(g: pd.DataFrame):
-    r = g[g["metric"] == "geometric_mean_ratio"].iloc[0]
-    return "forget/retain MSE ratio (geometric mean over the sweep)", r["value"], r["se"]
+    r = g[g["metric"] == "pooled_ratio"].iloc[0]
+    return "forget/retain MSE ratio (pooled over the sweep)", r["value"], r["se"]
 
 
 HEADLINES = {"probe": _probe_headline, "membership": _membership_headline,
