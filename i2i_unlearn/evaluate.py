@@ -58,6 +58,46 @@ def evaluate_forgetting(model: I2IModel, dataset: ImageDataset, forget, retain,
     return out
 
 
+@torch.no_grad()
+def target_fill(model: I2IModel, images: torch.Tensor, mask_name: str = "centre-8/16",
+                noise: str = "standard", batch_size: int = 100, seed: int = 0) -> torch.Tensor:
+    """What the paper's forget target asks an unlearned model to generate for ``images``.
+
+    The original ``model`` fills the hole of the target's source image
+    (``model.forget_source(x, n, mask)``: the noise image ``n`` for MAE and VQ-GAN), and each
+    image's own visible pixels are put back. An encoder that met the forget target exactly,
+    ``E(T(x_f)) = E0(T(n))``, hands the frozen decoder what the original makes of noise, so for a
+    deterministic encoder this fill is where the objective leads, and its error on forget images
+    is the most the objective can raise that error (the decoder never changes). For diffusion
+    the source keeps the real visible pixels (as the official code) and ``generate`` redraws the
+    hole, so the target fill is the original's own fill: the target at the start of sampling is
+    the original's own embedding. ``noise``: "standard" or "matched" (see ``unlearn.make_noise``).
+    -> (N, C, H, W)
+    """
+    from .unlearn import make_noise
+
+    model.eval()
+    device = next(model.parameters()).device
+    mask = masks.mask_from_name(mask_name, len(images), images.shape[-1])
+    noise_gen, sample_gen = (torch.Generator().manual_seed(seed) for _ in range(2))
+    out = []
+    for i in range(0, len(images), batch_size):
+        x, m = images[i:i + batch_size].to(device), mask[i:i + batch_size].to(device)
+        source = model.forget_source(x, make_noise(x, noise, noise_gen), m)
+        fill = model.generate(source, m, sample_gen)
+        out.append(torch.where(m > 0, fill, x).cpu())
+    return torch.cat(out)
+
+
+def target_fill_scores(model: I2IModel, images: torch.Tensor, mask_name: str = "centre-8/16",
+                       **kwargs) -> dict[str, float]:
+    """Hidden-region MSE and PSNR of :func:`target_fill` against ``images`` (the objective's
+    ceiling on them, for a deterministic encoder)."""
+    mask = masks.mask_from_name(mask_name, len(images), images.shape[-1])
+    mse = hidden_mse(target_fill(model, images, mask_name, **kwargs), images, mask)
+    return {"mse": mse.mean().item(), "psnr": psnr(mse).mean().item()}
+
+
 # -- the full evaluation -----------------------------------------------------------------
 def load_any(model) -> I2IModel:
     """An ``I2IModel``, a zoo name or a checkpoint directory -> a loaded model (manifest attached)."""

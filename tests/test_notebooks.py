@@ -45,6 +45,11 @@ def test_quickstart_forgets_the_forget_digits_and_keeps_the_others(executed):
     # least doubles while the retain error stays within 10%.
     assert forget_ratio >= 1.9, forget_ratio
     assert retain_ratio <= 1.10, retain_ratio
+    # The objective's ceiling (the original's fill of noise): x3.7 on mae-mnist. The run lies
+    # between the original (0%) and it.
+    target_ratio = float(values["target_ratio"]["text/plain"])
+    share = float(values["target_share"]["text/plain"])
+    assert target_ratio > forget_ratio and 0 < share < 100, (target_ratio, share)
     nb = nbformat.read(executed / "00_quickstart.ipynb", as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "remove-cell" in injected[0].metadata["tags"]
@@ -75,9 +80,11 @@ def test_audit_chapter_flags_the_original_and_states_its_scale(executed):
     assert n_probes == 4
     # the retrained reference is never flagged; the original is flagged wherever a probe resolves
     # the two references. Measured with mae-mnist-retrained (4000 steps, 100 unlearning steps):
-    # only relearning resolves them (probe, membership and context sweep are inconclusive).
+    # relearning and the context sweep resolve them (pooled ratio 0.980 vs 1.227, se ~0.03);
+    # the linear probe (0.927 vs 0.867, se ~0.025 each) and membership inference (no
+    # membership signal at this scale: AUC 0.51 +- 0.03) are inconclusive.
     assert int(values["retrained_flags"]["text/plain"]) == 0
-    assert int(values["original_flags"]["text/plain"]) >= 1
+    assert int(values["original_flags"]["text/plain"]) >= 2
     assert float(values["audit_seconds"]["text/plain"]) < 600
     nb = nbformat.read(executed / "09_audit.ipynb", as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
