@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="range of the random share of visible patches dropped on top of the "
                         "training box, drawn uniformly per step (MAE; default: the preset's, "
                         "0.25 0.75); the same corruption is used later for unlearning")
+    p.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32",
+                   help="dtype of the stored weights: float16 halves the file; the model is "
+                        "rounded to it before its held-out metrics are measured, and loads back "
+                        "as float32 (default: %(default)s)")
     _add_seed_steps(p, 4000, "pre-training")
 
     p = sub.add_parser("unlearn", help="unlearn forget classes from a model; writes a new "
@@ -190,7 +194,8 @@ def _pretrain(args) -> int:
                       seed=args.seed)
     model, info = pretrain(args.model, args.data, args.exclude_classes, loop,
                            batch_size=args.batch_size or 128, preset=args.preset,
-                           mask_ratio=args.mask_ratio, progress=not args.quiet)
+                           mask_ratio=args.mask_ratio, weights_dtype=args.weights_dtype,
+                           progress=not args.quiet)
     zoo.save(model, out, info)
     print(json.dumps(info["metrics"], indent=2))
     return 0

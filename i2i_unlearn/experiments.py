@@ -121,7 +121,8 @@ def retrained(model: str, forget) -> I2IModel:
         mask_ratio = wanted.get("mask_ratio")
         net, info = pretrain(wanted["family"], data, wanted["exclude_classes"], LoopConfig(**loop),
                              batch_size=wanted["batch_size"], preset=wanted["preset"],
-                             mask_ratio=tuple(mask_ratio) if mask_ratio else None, progress=True)
+                             mask_ratio=tuple(mask_ratio) if mask_ratio else None,
+                             weights_dtype=wanted["weights_dtype"], progress=True)
         tmp = final.with_name(final.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         zoo.save(net, tmp, info)
@@ -131,11 +132,14 @@ def retrained(model: str, forget) -> I2IModel:
 
 def _full_recipe(manifest: dict) -> dict:
     """The manifest's recipe with fields that older manifests left implicit filled in from the
-    model's config (``mask_ratio``: the MAE's random-drop range), so equal recipes compare equal."""
+    model's config (``mask_ratio``: the MAE's random-drop range; ``weights_dtype``: float32), so
+    equal recipes compare equal."""
     recipe = dict(manifest["recipe"])
-    if recipe.get("command") == "pretrain" and "mask_ratio" not in recipe:
-        ratio = manifest["config"].get("train_mask_ratio")
-        recipe["mask_ratio"] = list(ratio) if ratio else None
+    if recipe.get("command") == "pretrain":
+        if "mask_ratio" not in recipe:
+            ratio = manifest["config"].get("train_mask_ratio")
+            recipe["mask_ratio"] = list(ratio) if ratio else None
+        recipe.setdefault("weights_dtype", "float32")
     return recipe
 
 

@@ -40,11 +40,18 @@ def build_untrained(family: str, channels: int, seed: int, preset: str | None = 
 
 def pretrain(family: str, data: str, exclude_classes=(), loop: LoopConfig | None = None,
              batch_size: int = 128, preset: str | None = None,
-             mask_ratio: tuple[float, float] | None = None, progress: bool = True):
+             mask_ratio: tuple[float, float] | None = None, weights_dtype: str = "float32",
+             progress: bool = True):
     """Train ``family`` on every training image of ``data`` except ``exclude_classes``.
 
+    weights_dtype: "float16" rounds the trained weights to float16 (before the held-out metrics
+    are measured, so they describe the stored file), which halves the checkpoint; ``zoo.save``
+    then stores them as float16 and ``zoo.load`` casts them back to float32.
     Returns (model, manifest-ready dict with the recipe and held-out metrics).
     """
+    if weights_dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weights_dtype (--weights-dtype): expected one of {WEIGHT_DTYPES}, "
+                         f"got {weights_dtype!r}")
     loop = loop or LoopConfig(steps=3000, lr=1.5e-3, warmup_steps=100, weight_decay=0.05)
     if mask_ratio is not None and not (len(mask_ratio) == 2 and 0 <= mask_ratio[0] <= mask_ratio[1] < 1):
         raise ValueError(f"mask_ratio (--mask-ratio): expected LO HI with 0 <= LO <= HI < 1, "
@@ -73,9 +80,12 @@ def pretrain(family: str, data: str, exclude_classes=(), loop: LoopConfig | None
                      desc=f"pre-training {family}" + (f" ({name})" if len(stages) > 1 else ""))
         history += [{"stage": name, **r} for r in rows] if len(stages) > 1 else rows
     model.eval()
+    if weights_dtype != "float32":
+        round_weights(model, weights_dtype)
     info = {
         "recipe": {"command": "pretrain", "family": family, "preset": preset or PRESETS[family],
                    "batch_size": batch_size, "exclude_classes": sorted(exclude_classes),
+                   "weights_dtype": weights_dtype,
                    "mask_ratio": list(getattr(model.config, "train_mask_ratio", ())) or None,
                    "loop": asdict(loop),
                    **({"stages": {name: s.steps for name, _, s, _ in stages}}
@@ -85,6 +95,19 @@ def pretrain(family: str, data: str, exclude_classes=(), loop: LoopConfig | None
         "history": history,
     }
     return model, info
+
+
+WEIGHT_DTYPES = ("float32", "float16")
+
+
+@torch.no_grad()
+def round_weights(model: I2IModel, dtype: str) -> I2IModel:
+    """Round every floating-point weight and buffer of ``model`` to ``dtype`` in place (they stay
+    float32 tensors): the model then computes exactly what its ``dtype`` file will load as."""
+    for tensor in model.state_dict().values():
+        if tensor.is_floating_point():
+            tensor.copy_(tensor.to(getattr(torch, dtype)))
+    return model
 
 
 def _stages(model: I2IModel, loop: LoopConfig) -> list[tuple]:

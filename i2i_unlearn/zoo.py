@@ -121,11 +121,24 @@ def load(name_or_dir: str | Path, device: str | torch.device | None = None) -> I
 
 def save(model: I2IModel, out_dir: str | Path, manifest: dict) -> Path:
     """Write ``model`` and its manifest to ``out_dir`` (created). The manifest is written last and
-    atomically, so a directory with a manifest always holds complete, verified weights."""
+    atomically, so a directory with a manifest always holds complete, verified weights.
+
+    A pre-training recipe with ``weights_dtype`` "float16" stores floating-point tensors in
+    float16 (``load`` casts them back); the weights must already be rounded to it
+    (``pretrain.round_weights``), so nothing is lost on the way.
+    """
     out = Path(out_dir)
+    dtype = getattr(torch, manifest.get("recipe", {}).get("weights_dtype", "float32"))
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if dtype != torch.float32:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        lossy = [k for k, v in state.items()
+                 if v.is_floating_point() and not torch.equal(v.float(), model.state_dict()[k].cpu())]
+        if lossy:
+            raise ValueError(f"manifest: weights_dtype {dtype} would change {len(lossy)} tensors "
+                             f"(e.g. {lossy[0]}); round the model first (pretrain.round_weights)")
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (WEIGHTS + ".tmp")
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, tmp)
     os.replace(tmp, out / WEIGHTS)
     full = {"family": model.family, "config": model.config_dict(), **manifest,

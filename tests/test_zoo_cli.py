@@ -171,3 +171,29 @@ def test_cli_class_ranges_and_paper_inputs(small_checkpoint, tmp_path, capsys):
         main(["unlearn", "--model", str(small_checkpoint), "--forget", "1-x", "--method", "ours",
               "--out", str(tmp_path / "bad")])
     assert "range A-B" in capsys.readouterr().err
+
+
+def test_float16_weights_halve_the_file_and_load_as_what_was_measured(tmp_path):
+    from safetensors.torch import load_file
+    from i2i_unlearn.pretrain import heldout_metrics
+    for dtype in ("float32", "float16"):
+        assert main(["pretrain", "--model", "mae", "--data", "mnist", "--steps", "2",
+                     "--batch-size", "4", "--weights-dtype", dtype, "--out",
+                     str(tmp_path / dtype), "--quiet"]) == 0
+    full, half = (tmp_path / d / zoo.WEIGHTS for d in ("float32", "float16"))
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    assert {v.dtype for v in load_file(half).values() if v.is_floating_point()} == {torch.float16}
+    model = zoo.load(tmp_path / "float16")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert model.manifest["recipe"]["weights_dtype"] == "float16"
+    # the recorded metrics describe the stored (rounded) weights
+    assert heldout_metrics(model, "mnist")["eval_mse"] == model.manifest["metrics"]["eval_mse"]
+
+
+def test_float16_save_refuses_weights_it_would_round(tmp_path):
+    from i2i_unlearn.models.mae import build_mae
+    model = build_mae("mae-tiny", img_size=32, in_chans=1)
+    with pytest.raises(ValueError, match="round_weights"):
+        zoo.save(model, tmp_path / "m", {"recipe": {"command": "pretrain",
+                                                      "weights_dtype": "float16"}})
+    assert not (tmp_path / "m" / zoo.MANIFEST).exists()
