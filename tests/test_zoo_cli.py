@@ -41,6 +41,8 @@ def test_missing_checkpoint_names_the_model(tmp_path):
 
 @pytest.mark.parametrize("name", zoo.TINY_MODELS)
 def test_shipped_models_inpaint_better_than_the_mean(name):
+    from i2i_unlearn.evaluate import inpaint
+    from i2i_unlearn.metrics import compute_metrics, mean_fill, tiny_nets
     from i2i_unlearn.pretrain import heldout_metrics
     model = zoo.load(name)
     manifest = model.manifest
@@ -53,16 +55,26 @@ def test_shipped_models_inpaint_better_than_the_mean(name):
     # the others).
     excluded = set(manifest["recipe"].get("exclude_classes") or ())
     seen = [c for c in range(load_dataset(data).num_classes) if c not in excluded]
-    metrics = heldout_metrics(model, data, classes=seen)
-    assert metrics["eval_mse"] < FILL_BAR[manifest["family"]] * metrics["mean_fill_mse"]
+    images, _ = load_dataset(data).images(seen, split="eval")
+    fill, mask = inpaint(model, images, "centre-8/16")
+    metric, key = JUDGED_BY[manifest["family"]]
+    nets = tiny_nets(data) if metric == "fid" else None
+    ours = compute_metrics(fill, images, mask, nets, metrics=(metric,))
+    mean = compute_metrics(mean_fill(images, mask), images, mask, nets, metrics=(metric,))
+    assert ours[key] < FILL_BAR * mean[key], (ours, mean)
 
 
-# Hidden-region MSE bar of a shipped model, as a multiple of filling the hole with the visible
-# mean. The MAE predicts one fill close to the posterior mean; diffusion and VQ-GAN *draw* a fill,
-# and a draw from the true posterior errs twice as much as its mean (E|s - x|^2 = 2 E|x - E[x|v]|^2).
-# mae-mnist's fill sits at 0.39x the mean fill, so a perfect sampler would be near 0.78x; the
-# sampler bar asks for clearly better than the mean fill.
-FILL_BAR = {"mae": 0.75, "diffusion": 0.9, "vqgan": 0.9}
+# How much better than filling the hole with the visible mean a shipped model must be.
+# - MAE, by hidden-region MSE: it predicts one fill, close to the posterior mean.
+# - Diffusion and VQ-GAN *draw* a fill, and a draw from the true posterior errs twice as much
+#   as its mean (E|s - x|^2 = 2 E|x - E[x|v]|^2): on scenes, where mae-scenes sits at 0.57x the
+#   mean fill, even a perfect sampler would be at 1.14x. Samplers are judged by what they are
+#   for, how real their fills look: classifier FID of the fills. Measured at centre-8/16:
+#   diffusion-mnist 0.08x and vqgan-mnist 0.17x the mean fill's FID, vqgan-scenes 0.59x
+#   (mae-scenes, for comparison, 0.98x: on scenes the classifier's FID barely tells a blurred
+#   fill from the mean fill).
+FILL_BAR = 0.75
+JUDGED_BY = {"mae": ("psnr", "mse"), "diffusion": ("fid", "fid"), "vqgan": ("fid", "fid")}
 
 
 def test_cli_unlearn_then_evaluate(small_checkpoint, tmp_path, capsys):
