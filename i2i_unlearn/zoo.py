@@ -131,9 +131,10 @@ def save(model: I2IModel, out_dir: str | Path, manifest: dict) -> Path:
     dtype = getattr(torch, manifest.get("recipe", {}).get("weights_dtype", "float32"))
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if dtype != torch.float32:
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-        lossy = [k for k, v in state.items()
-                 if v.is_floating_point() and not torch.equal(v.float(), model.state_dict()[k].cpu())]
+        stored = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+        lossy = [k for k, v in stored.items()
+                 if v.is_floating_point() and not torch.equal(v.to(state[k].dtype), state[k])]
+        state = stored
         if lossy:
             raise ValueError(f"manifest: weights_dtype {dtype} would change {len(lossy)} tensors "
                              f"(e.g. {lossy[0]}); round the model first (pretrain.round_weights)")
