@@ -109,9 +109,10 @@ def retrained(model: str, forget) -> I2IModel:
                          f"retrain (its recipe is {recipe.get('command')!r})")
     wanted = {**recipe, "exclude_classes": sorted(set(recipe["exclude_classes"]) | set(forget))}
     data = manifest["data"]["dataset"]
-    for name in zoo.TINY_MODELS:
+    for name in zoo.TINY_MODELS:  # how the weights are stored does not change what was learned
         shipped = zoo.read_manifest(name)
-        if _full_recipe(shipped) == wanted and shipped["data"]["dataset"] == data:
+        if (_training_recipe(shipped) == _training_recipe({**manifest, "recipe": wanted})
+                and shipped["data"]["dataset"] == data):
             return zoo.load(name)
     config = {"recipe": wanted, "data": data}
     final = _entry("retrained", config)
@@ -128,6 +129,11 @@ def retrained(model: str, forget) -> I2IModel:
         zoo.save(net, tmp, info)
         _publish(tmp, final)
     return zoo.load(final)
+
+
+def _training_recipe(manifest: dict) -> dict:
+    """The full recipe less the storage dtype of the weights."""
+    return {k: v for k, v in _full_recipe(manifest).items() if k != "weights_dtype"}
 
 
 def _full_recipe(manifest: dict) -> dict:

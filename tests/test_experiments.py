@@ -55,6 +55,14 @@ def test_retrained_uses_the_recipe_without_the_forget_classes(tmp_path, monkeypa
     assert same.manifest["sha256"] == reference.manifest["sha256"] and len(calls) == 1
 
 
+def test_retrained_uses_a_shipped_reference_stored_in_float16(monkeypatch):
+    import i2i_unlearn.pretrain
+    calls = count_calls(monkeypatch, i2i_unlearn.pretrain, "pretrain")
+    reference = experiments.retrained("vqgan-mnist", [2, 0, 1])
+    assert reference.checkpoint_dir == zoo.resolve("vqgan-mnist-retrained") and not calls
+    assert reference.manifest["recipe"]["weights_dtype"] == "float16"
+
+
 def test_retrained_needs_a_pretrain_recipe(small_checkpoint):
     with pytest.raises(ValueError, match="^model: .*not made by pretrain"):
         experiments.retrained(small_checkpoint, [0])
