@@ -102,18 +102,10 @@ def retrained(model: str, forget) -> I2IModel:
     the model is trained here (minutes on CPU for the tiny presets) and cached."""
     from .loop import LoopConfig
     from .pretrain import pretrain
-    manifest = zoo.read_manifest(model)
-    recipe = _full_recipe(manifest)
-    if recipe.get("command") != "pretrain":
-        raise ValueError(f"model: {model!r} was not made by pretrain, so there is no recipe to "
-                         f"retrain (its recipe is {recipe.get('command')!r})")
-    wanted = {**recipe, "exclude_classes": sorted(set(recipe["exclude_classes"]) | set(forget))}
-    data = manifest["data"]["dataset"]
-    for name in zoo.TINY_MODELS:  # how the weights are stored does not change what was learned
-        shipped = zoo.read_manifest(name)
-        if (_training_recipe(shipped) == _training_recipe({**manifest, "recipe": wanted})
-                and shipped["data"]["dataset"] == data):
-            return zoo.load(name)
+    wanted, data = _retraining_recipe(model, forget)
+    shipped = shipped_retrained(model, forget)
+    if shipped is not None:
+        return zoo.load(shipped)
     config = {"recipe": wanted, "data": data}
     final = _entry("retrained", config)
     if not (final / zoo.MANIFEST).exists():
@@ -129,6 +121,29 @@ def retrained(model: str, forget) -> I2IModel:
         zoo.save(net, tmp, info)
         _publish(tmp, final)
     return zoo.load(final)
+
+
+def shipped_retrained(model: str, forget) -> str | None:
+    """The zoo name of ``retrained(model, forget)`` when the zoo ships it, else None (then
+    ``retrained`` would train it: what a page on a time budget wants to know first)."""
+    wanted, data = _retraining_recipe(model, forget)
+    target = _training_recipe({**zoo.read_manifest(model), "recipe": wanted})
+    for name in zoo.TINY_MODELS:  # how the weights are stored does not change what was learned
+        shipped = zoo.read_manifest(name)
+        if _training_recipe(shipped) == target and shipped["data"]["dataset"] == data:
+            return name
+    return None
+
+
+def _retraining_recipe(model: str, forget) -> tuple[dict, str]:
+    """(``model``'s pre-training recipe with ``forget`` excluded too, its dataset name)."""
+    manifest = zoo.read_manifest(model)
+    recipe = _full_recipe(manifest)
+    if recipe.get("command") != "pretrain":
+        raise ValueError(f"model: {model!r} was not made by pretrain, so there is no recipe to "
+                         f"retrain (its recipe is {recipe.get('command')!r})")
+    wanted = {**recipe, "exclude_classes": sorted(set(recipe["exclude_classes"]) | set(forget))}
+    return wanted, manifest["data"]["dataset"]
 
 
 def _training_recipe(manifest: dict) -> dict:

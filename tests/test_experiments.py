@@ -63,6 +63,13 @@ def test_retrained_uses_a_shipped_reference_stored_in_float16(monkeypatch):
     assert reference.manifest["recipe"]["weights_dtype"] == "float16"
 
 
+def test_shipped_retrained_names_the_zoo_reference_or_none():
+    assert experiments.shipped_retrained("mae-mnist", [2, 1, 0]) == "mae-mnist-retrained"
+    assert experiments.shipped_retrained("diffusion-mnist", [0, 1, 2]) == "diffusion-mnist-retrained"
+    assert experiments.shipped_retrained("mae-mnist", [0, 1]) is None  # other forget classes
+    assert experiments.shipped_retrained("vqgan-scenes", [0, 1, 2]) is None  # none ships
+
+
 def test_retrained_needs_a_pretrain_recipe(small_checkpoint):
     with pytest.raises(ValueError, match="^model: .*not made by pretrain"):
         experiments.retrained(small_checkpoint, [0])
