@@ -33,6 +33,7 @@ PAPER_COMMON = {"scale": "paper", "steps": None, "workers": 1, "with_retrained":
 PAPER_PARAMETERS = {
     "02_table1_imagenet": {"models": ["mae-vit-large"]},
     "03_table_places": {"models": ["mae-vit-large"]},
+    "03b_table_families": {"models": ["palette-places2", "mae-vit-large"]},
     "04_figure_qualitative": {"models": ["mae-vit-large"]},
     "05_figure_tsne": {"models": ["mae-vit-large"], "extra_rows": ["max-loss", "random-encoder"]},
     "06_ablation_alpha": {"model": "mae-vit-large"},
