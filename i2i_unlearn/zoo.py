@@ -21,8 +21,8 @@ from .models.base import I2IModel
 ZOO_DIR = Path(__file__).parent / "zoo"
 DEVICE_ENV = "I2I_UNLEARN_DEVICE"  # where load() puts models by default (paper scale: cuda)
 TINY_MODELS = ("mae-mnist", "mae-scenes", "mae-mnist-retrained", "mae-scenes-retrained",
-               "diffusion-mnist", "diffusion-mnist-retrained", "vqgan-mnist", "vqgan-scenes",
-               "vqgan-mnist-retrained")
+               "diffusion-mnist", "diffusion-scenes", "diffusion-mnist-retrained", "vqgan-mnist",
+               "vqgan-scenes", "vqgan-mnist-retrained")
 WEIGHTS, MANIFEST = "model.safetensors", "manifest.json"
 
 # Paper-scale weights: fetched only where the network reaches them (never in tests or CI).

@@ -70,7 +70,8 @@ def test_shipped_models_inpaint_better_than_the_mean(name):
 #   as its mean (E|s - x|^2 = 2 E|x - E[x|v]|^2): on scenes, where mae-scenes sits at 0.57x the
 #   mean fill, even a perfect sampler would be at 1.14x. Samplers are judged by what they are
 #   for, how real their fills look: classifier FID of the fills. Measured at centre-8/16:
-#   diffusion-mnist 0.08x and vqgan-mnist 0.17x the mean fill's FID, vqgan-scenes 0.59x
+#   diffusion-mnist 0.08x and vqgan-mnist 0.17x the mean fill's FID, diffusion-scenes 0.12x,
+#   vqgan-scenes 0.59x
 #   (mae-scenes, for comparison, 0.98x: on scenes the classifier's FID barely tells a blurred
 #   fill from the mean fill).
 FILL_BAR = 0.75
