@@ -101,12 +101,14 @@ def compare_methods(model: str = "mae-mnist", forget=(0, 1, 2), retain=None,
                     done: pd.DataFrame | None = None, on_cell=None) -> pd.DataFrame:
     """Unlearn ``forget`` from ``model`` with every method and seed, evaluate everything.
 
-    model: zoo name or checkpoint directory of the original. retrained: zoo name or checkpoint
+    model: zoo name or checkpoint directory of the original, or a list of them (their cells then
+    share one pool of workers, which keeps both busy). retrained: zoo name or checkpoint
     directory of the model trained without ``forget`` (``pretrain --exclude-classes``); its row is
-    skipped when None. mask_name: one evaluation mask or several (each model is unlearned once
-    and scored under each; rows carry a ``mask`` column). workers: parallel processes (each
-    single-threaded). done: rows of an interrupted run; its (method, seed) cells are kept and
-    not run again. on_cell: called with each finished cell's rows (e.g. to append them to a file).
+    skipped when None; with several models, ``{model: reference or None}``. mask_name: one
+    evaluation mask or several (each model is unlearned once and scored under each; rows carry a
+    ``mask`` column). workers: parallel processes (each single-threaded). done: rows of an
+    interrupted run; its (model, method, seed) cells are kept and not run again. on_cell: called
+    with each finished cell's rows (e.g. to append them to a file).
     Returns tidy rows plus ``seconds`` and ``cpu_seconds`` columns (wall and CPU time of each
     cell; on a busy machine the CPU time is what the cell costs on an idle core).
     """
@@ -118,25 +120,34 @@ def compare_methods(model: str = "mae-mnist", forget=(0, 1, 2), retain=None,
     if unknown:
         raise ValueError(f"methods: unknown {sorted(unknown)}; expected any of "
                          f"{METHOD_ORDER + RETAIN_SET_ROWS}")
-    if retrained is not None:
-        excluded = set(zoo.read_manifest(retrained)["recipe"].get("exclude_classes") or ())
+    models = [model] if isinstance(model, (str, os.PathLike)) else list(model)
+    if isinstance(retrained, dict):
+        references = {m: retrained.get(m) for m in models}
+    elif retrained is not None and len(models) > 1:
+        raise ValueError("retrained: with several models, give {model: reference or None}")
+    else:
+        references = {models[0]: retrained}
+    for reference in filter(None, references.values()):
+        excluded = set(zoo.read_manifest(reference)["recipe"].get("exclude_classes") or ())
         if excluded != set(forget):
-            raise ValueError(f"retrained: {retrained} was trained without classes "
+            raise ValueError(f"retrained: {reference} was trained without classes "
                              f"{sorted(excluded)}, not the forget classes {sorted(forget)}")
-    name = os.path.basename(str(model).rstrip("/"))
-    common = {"model": model, "forget": list(forget), "retain": retain,
-              "masks": [mask_name] if isinstance(mask_name, str) else list(mask_name),
-              "metrics": normalize_metrics(metrics), "name": name,
-              "unlearn_kwargs": unlearn_kwargs or {}}
     jobs = []
-    for method in methods:
-        if method == "retrained" and retrained is None:
-            continue
-        checkpoint = {"original": model, "retrained": retrained}.get(method)
-        for seed in seeds:
-            if done is not None and ((done["method"] == method) & (done["seed"] == seed)).any():
+    for original in models:
+        name = os.path.basename(str(original).rstrip("/"))
+        common = {"model": original, "forget": list(forget), "retain": retain,
+                  "masks": [mask_name] if isinstance(mask_name, str) else list(mask_name),
+                  "metrics": normalize_metrics(metrics), "name": name,
+                  "unlearn_kwargs": unlearn_kwargs or {}}
+        for method in methods:
+            if method == "retrained" and references[original] is None:
                 continue
-            jobs.append({**common, "method": method, "seed": seed, "checkpoint": checkpoint})
+            checkpoint = {"original": original, "retrained": references[original]}.get(method)
+            for seed in seeds:
+                if done is not None and ((done["model"] == name) & (done["method"] == method)
+                                         & (done["seed"] == seed)).any():
+                    continue
+                jobs.append({**common, "method": method, "seed": seed, "checkpoint": checkpoint})
     # Longest first: unlearning runs before the cheap evaluation-only rows.
     jobs.sort(key=lambda j: j["method"] in ("original", "retrained"))
     rows = [] if done is None else done.to_dict("records")
@@ -159,7 +170,7 @@ def compare_methods(model: str = "mae-mnist", forget=(0, 1, 2), retain=None,
                 finished(fut.result())
     bar.close()
     df = pd.DataFrame(rows)
-    return df.sort_values(["method", "seed", "set", "metric"], key=lambda c: c.map(
+    return df.sort_values(["model", "method", "seed", "set", "metric"], key=lambda c: c.map(
         {m: i for i, m in enumerate(METHOD_ORDER + RETAIN_SET_ROWS)}) if c.name == "method" else c,
         ignore_index=True)
 

@@ -110,6 +110,28 @@ def test_compare_methods_runs_each_method_and_seed(small_checkpoint, tmp_path):
     assert set(METHOD_ORDER) >= {"ours", "ours-proxy", "retrained", "original"}
 
 
+def test_compare_methods_on_several_models_shares_one_pool(small_checkpoint, tmp_path):
+    from i2i_unlearn.loop import LoopConfig
+    from i2i_unlearn.pretrain import pretrain
+    ref, info = pretrain("mae", "mnist", exclude_classes=[0, 1, 2],
+                         loop=LoopConfig(steps=1, warmup_steps=1), batch_size=4, progress=False)
+    zoo.save(ref, tmp_path / "ref", info)
+    other = zoo.save(zoo.load(small_checkpoint), tmp_path / "other-mae",
+                     {"data": {"dataset": "mnist"}, "recipe": {"command": "test"}})
+    kwargs = dict(methods=("original", "ours", "retrained"), seeds=(0,), metrics=["psnr"],
+                  unlearn_kwargs={"steps": 2, "batch_size": 4}, progress=False)
+    both = compare_methods([small_checkpoint, other], [0, 1, 2], workers=2,
+                           retrained={small_checkpoint: tmp_path / "ref", other: None}, **kwargs)
+    alone = compare_methods(small_checkpoint, [0, 1, 2], retrained=tmp_path / "ref", **kwargs)
+    assert set(both["model"]) == {"small-mae-mnist", "other-mae"}
+    mine = both[both["model"] == "small-mae-mnist"].reset_index(drop=True)
+    assert mine[list(COLUMNS)].equals(alone[list(COLUMNS)])  # same rows, pooled or not
+    assert "retrained" not in set(both.loc[both["model"] == "other-mae", "method"])
+    with pytest.raises(ValueError, match="^retrained: with several models"):
+        compare_methods([small_checkpoint, other], [0, 1, 2], retrained=tmp_path / "ref",
+                        **kwargs)
+
+
 def test_cli_evaluate_writes_tidy_csv_and_json(small_checkpoint, tmp_path, capsys):
     csv, js = tmp_path / "rows.csv", tmp_path / "scores.json"
     assert main(["evaluate", "--model", str(small_checkpoint), "--forget", "0", "1", "2",
