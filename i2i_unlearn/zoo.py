@@ -27,7 +27,8 @@ WEIGHTS, MANIFEST = "model.safetensors", "manifest.json"
 
 # Paper-scale weights: fetched only where the network reaches them (never in tests or CI).
 # ``url`` None: the authors share the file only through a web folder that cannot be fetched by a
-# script; download it by hand from ``page`` and pass its path as ``weights=``.
+# script; download it by hand from ``page`` and pass its path as ``weights=`` or put it in the
+# environment variable ``weights_env(name)`` (what ``make book SCALE=paper`` and workers read).
 PAPER_MODELS = {
     "mae-vit-large": {
         "family": "mae", "preset": "mae_vit_large_patch16", "data": "imagenet",
@@ -44,7 +45,28 @@ PAPER_MODELS = {
         "page": "https://drive.google.com/drive/folders/1fLyFtrStfEtyrqwI0N_Xb_3idsf0gz0M",
         "sha256": None,
     },
+    "mage-vitb": {
+        "family": "vqgan", "preset": "mage_vit_base_patch16", "data": "imagenet",
+        # LTH14/mage: ``mage-vitb-1600.pth`` holds the transformer and its frozen VQGAN tokenizer
+        # (``vqgan.*``), the paper's VQ-GAN model.
+        "url": None,
+        "page": "https://github.com/LTH14/mage#pre-trained-models",
+        "sha256": None,
+    },
 }
+
+
+def weights_env(name: str) -> str:
+    """The environment variable naming a hand-downloaded paper checkpoint, e.g.
+    ``I2I_UNLEARN_WEIGHTS_PALETTE_PLACES2`` for ``palette-places2``."""
+    return "I2I_UNLEARN_WEIGHTS_" + name.upper().replace("-", "_")
+
+
+def missing_paper_weights(names) -> list[str]:
+    """Those of ``names`` (paper models) that need a hand-downloaded file nobody has given.
+
+    A paper build checks this before its first hour of GPU work, not after."""
+    return [n for n in names if PAPER_MODELS[n]["url"] is None and not os.environ.get(weights_env(n))]
 
 
 def _families():
@@ -155,19 +177,22 @@ def load_paper_model(name: str, weights: str | Path | None = None,
                      cache_dir: str | Path | None = None) -> I2IModel:
     """Load an official paper-scale checkpoint, downloading it once when it has a ``url``.
 
-    ``weights``: a local copy of the file (required for entries without a ``url``). The file's
+    ``weights``: a local copy of the file (required for entries without a ``url``; default
+    ``$I2I_UNLEARN_WEIGHTS_<NAME>``, see ``weights_env``). The file's
     sha256 is checked when the entry lists one and printed in any case, so a run can record it.
     """
     if name not in PAPER_MODELS:
         raise ValueError(f"name: expected one of {sorted(PAPER_MODELS)}, got {name!r}")
     entry = PAPER_MODELS[name]
+    weights = weights or os.environ.get(weights_env(name)) or None
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"weights: {path} is not a file")
     elif entry["url"] is None:
         raise ValueError(f"weights: {name} cannot be downloaded by a script; fetch the checkpoint "
-                         f"by hand from {entry['page']} and pass its path as weights=")
+                         f"by hand from {entry['page']} and pass its path as weights= (or set "
+                         f"${weights_env(name)})")
     else:
         path = Path(cache_dir or Path(torch.hub.get_dir()) / "i2i_unlearn") / Path(entry["url"]).name
         if not path.exists():
@@ -180,6 +205,9 @@ def load_paper_model(name: str, weights: str | Path | None = None,
     if entry["family"] == "diffusion":
         from .models.palette import load_palette
         model = load_palette(path)
+    elif entry["family"] == "vqgan":
+        from .models.mage import load_mage
+        model = load_mage(path, arch=entry["preset"])
     else:
         from .models import mae
         model = mae.load_official_mae(mae.build_mae(entry["preset"]), path)

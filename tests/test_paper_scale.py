@@ -121,6 +121,24 @@ def test_tables_run_on_paper_folders_in_worker_processes(paper_env, stand_in):
     assert dataset_of(zoo.read_manifest(stand_in)).name == "imagenet"
 
 
+def test_a_paper_build_checks_its_hand_fetched_checkpoints_before_any_work(paper_env, monkeypatch,
+                                                                          tmp_path):
+    """``make book SCALE=paper`` names every official model it will run; the two that cannot be
+    downloaded by a script must be given as files before the first notebook starts."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import build_book
+    assert build_book.paper_models_named() == ["mae-vit-large", "mage-vitb", "palette-places2"]
+    assert build_book.paper_models_named({"grid": [("mage-vitb", [0], "ours")]}) == ["mage-vitb"]
+    monkeypatch.setenv("I2I_UNLEARN_PLACES", str(paper_env))  # the same layout serves both
+    monkeypatch.delenv(zoo.weights_env("mage-vitb"), raising=False)
+    monkeypatch.setenv(zoo.weights_env("palette-places2"), str(tmp_path / "16_Network.pth"))
+    with pytest.raises(SystemExit, match="mage-vitb from .*export I2I_UNLEARN_WEIGHTS_MAGE_VITB=") as e:
+        build_book.check_paper_inputs()
+    assert "palette" not in str(e.value)
+    monkeypatch.setenv(zoo.weights_env("mage-vitb"), str(tmp_path / "mage-vitb-1600.pth"))
+    build_book.check_paper_inputs()
+
+
 def test_qualitative_notebook_runs_at_paper_scale(paper_env, stand_in, tmp_path):
     sys.path.insert(0, str(ROOT / "tools"))
     import build_book

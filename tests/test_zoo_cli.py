@@ -168,6 +168,40 @@ def test_paper_palette_loads_from_a_hand_downloaded_file(tmp_path):
     assert torch.all(model.unet.conv_in.weight == 0.01)
 
 
+def test_paper_mage_loads_from_the_file_its_environment_variable_names(tmp_path, monkeypatch):
+    """MAGE ViT-B is fetched by hand too: without a file the error names the page and the
+    variable; the file that ``$I2I_UNLEARN_WEIGHTS_MAGE_VITB`` names (``{"model": sd}``, the
+    tokenizer under ``vqgan.``) loads into the VQ-GAN family, its sha256 recorded. The
+    transformer is shrunk to one block to keep the file small; the tokenizer is full size."""
+    from i2i_unlearn.models import mage
+    from i2i_unlearn.models.vqgan import VQGANInpainter
+    env = zoo.weights_env("mage-vitb")
+    assert env == "I2I_UNLEARN_WEIGHTS_MAGE_VITB"
+    monkeypatch.delenv(env, raising=False)
+    assert zoo.missing_paper_weights(["mae-vit-large", "mage-vitb"]) == ["mage-vitb"]
+    with pytest.raises(ValueError, match=r"^weights: mage-vitb .*LTH14/mage.*\$I2I_UNLEARN_WEIGHTS_MAGE_VITB"):
+        zoo.load_paper_model("mage-vitb")
+    monkeypatch.setitem(mage.MAGE_ARCHS, "mage_vit_base_patch16", dict(
+        embed_dim=64, depth=1, num_heads=2, decoder_embed_dim=64, decoder_depth=1,
+        decoder_num_heads=2))
+    state = {k: torch.full(s, 0.01, dtype=torch.float16)
+             for k, s in mage.official_mage_shapes().items()}
+    state["blocks.0.attn.qkv.bias"] = torch.arange(192, dtype=torch.float16)
+    path = tmp_path / "mage-vitb-1600.pth"
+    torch.save({"model": state, "epoch": 1599}, path)
+    monkeypatch.setenv(env, str(path))
+    assert zoo.missing_paper_weights(["mage-vitb"]) == []
+    model = zoo.load_paper_model("mage-vitb")
+    assert isinstance(model, VQGANInpainter) and model.config.img_size == 256
+    assert model.manifest["sha256"] == zoo.sha256_file(path) and model.manifest["family"] == "vqgan"
+    assert torch.equal(model.blocks[0].attn.qkv.bias, torch.arange(192.0))
+    assert model.config.codebook_size == 1024 and model.config.embed_dim == 64
+    # The book's paper path: imported once as a checkpoint folder, which loads back the same.
+    back = zoo.load(zoo.import_paper_model("mage-vitb", tmp_path / "mage-imagenet"))
+    assert back.manifest["data"]["dataset"] == "imagenet" and back.config == model.config
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in back.state_dict().items())
+
+
 def test_cli_class_ranges_and_paper_inputs(small_checkpoint, tmp_path, capsys):
     out = tmp_path / "ranges"
     assert main(["unlearn", "--model", str(small_checkpoint), "--forget", "0-2", "--retain", "3",

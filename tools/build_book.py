@@ -26,14 +26,16 @@ from i2i_unlearn.experiments import CACHE_ENV  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build"
 SOURCES = ("_config.yml", "_toc.yml", "_static", "book", "notebooks")
-# Paper scale: the official MAE ViT-L (downloaded once) on $I2I_UNLEARN_IMAGENET /
-# $I2I_UNLEARN_PLACES, one GPU, the family's default unlearning steps, no retrained reference
-# (none is published). Notebooks that have no paper-scale version run at tiny scale and say so.
+# Paper scale: the official MAE ViT-L (downloaded once), MAGE ViT-B and Palette Places2 (files
+# downloaded by hand, named by $I2I_UNLEARN_WEIGHTS_MAGE_VITB / _PALETTE_PLACES2) on
+# $I2I_UNLEARN_IMAGENET / $I2I_UNLEARN_PLACES, one GPU, the family's default unlearning steps, no
+# retrained reference (none is published). Notebooks that have no paper-scale version run at tiny
+# scale and say so.
 PAPER_COMMON = {"scale": "paper", "steps": None, "workers": 1, "with_retrained": False}
 PAPER_PARAMETERS = {
-    "02_table1_imagenet": {"models": ["mae-vit-large"]},
-    "03_table_places": {"models": ["mae-vit-large"]},
-    "03b_table_families": {"models": ["palette-places2", "mae-vit-large"]},
+    "02_table1_imagenet": {"models": ["mae-vit-large", "mage-vitb"]},
+    "03_table_places": {"models": ["mae-vit-large", "palette-places2"]},
+    "03b_table_families": {"models": ["mage-vitb", "palette-places2", "mae-vit-large"]},
     "04_figure_qualitative": {"models": ["mae-vit-large"]},
     "05_figure_tsne": {"models": ["mae-vit-large"], "extra_rows": ["max-loss", "random-encoder"]},
     "06_ablation_alpha": {"model": "mae-vit-large"},
@@ -55,6 +57,29 @@ def parameters_for(notebook: Path, scale: str) -> dict:
     known = papermill.inspect_notebook(str(notebook))
     return {**{k: v for k, v in PAPER_COMMON.items() if k in known},
             **PAPER_PARAMETERS[notebook.stem]}
+
+
+def paper_models_named(value=PAPER_PARAMETERS) -> list[str]:
+    """The official models that ``value`` (any nesting; default ``PAPER_PARAMETERS``) mentions."""
+    from i2i_unlearn.zoo import PAPER_MODELS
+    if isinstance(value, str):
+        return [value] if value in PAPER_MODELS else []
+    items = value.values() if isinstance(value, dict) else value if isinstance(
+        value, (list, tuple)) else ()
+    return sorted({name for item in items for name in paper_models_named(item)})
+
+
+def check_paper_inputs() -> None:
+    """Fail before an hour of GPU work, not after: the data folders and hand-fetched weights."""
+    from i2i_unlearn import zoo
+    from i2i_unlearn.data import DATA_ENV, paper_data_root
+    for name in DATA_ENV:
+        paper_data_root(name)
+    missing = zoo.missing_paper_weights(paper_models_named())
+    if missing:
+        raise SystemExit("paper scale needs these checkpoints, downloaded by hand: " + "; ".join(
+            f"{n} from {zoo.PAPER_MODELS[n]['page']} -> export {zoo.weights_env(n)}=FILE"
+            for n in missing))
 
 
 def notebooks() -> list[Path]:
@@ -86,10 +111,8 @@ def build(scale: str = "tiny", executed: Path | None = None, out: Path = BUILD) 
     src.mkdir(parents=True)
     for name in SOURCES:
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, src / name)
-    if scale == "paper":  # the data folders must be there before an hour of GPU work starts
-        from i2i_unlearn.data import DATA_ENV, paper_data_root
-        for name in DATA_ENV:
-            paper_data_root(name)
+    if scale == "paper":
+        check_paper_inputs()
     # Notebooks share unlearned models and tables through one cache per scale (never in git).
     os.environ.setdefault(CACHE_ENV, str(out / "cache" / scale))
     for nb in notebooks():
