@@ -63,16 +63,14 @@ def target_fill(model: I2IModel, images: torch.Tensor, mask_name: str = "centre-
                 noise: str = "standard", batch_size: int = 100, seed: int = 0) -> torch.Tensor:
     """What the paper's forget target asks an unlearned model to generate for ``images``.
 
-    The original ``model`` fills the hole of the target's source image
-    (``model.forget_source(x, n, mask)``: the noise image ``n`` for MAE and VQ-GAN), and each
-    image's own visible pixels are put back. An encoder that met the forget target exactly,
-    ``E(T(x_f)) = E0(T(n))``, hands the frozen decoder what the original makes of noise, so for a
-    deterministic encoder this fill is where the objective leads, and its error on forget images
-    is the most the objective can raise that error (the decoder never changes). For diffusion
-    the source keeps the real visible pixels (as the official code) and ``generate`` redraws the
-    hole, so the target fill is the original's own fill: the target at the start of sampling is
-    the original's own embedding. ``noise``: "standard" or "matched" (see ``unlearn.make_noise``).
-    -> (N, C, H, W)
+    ``model.generate_from_forget_target``: the original ``model`` generates as if its encoder
+    returned exactly the forget target, ``E(T(x_f)) = E0(T(n))`` with a noise image ``n``, and
+    each image's own visible pixels are put back. The decoder never changes, so this fill is
+    where the objective leads and its error on forget images the most the objective can raise
+    that error. MAE, VQ-GAN: the original fills the hole of the noise image. Diffusion: the
+    encoder runs at every sampling step and is shown, each time, the forget image with pure
+    noise in the hole of x_t (the teacher's input in the forget term). ``noise``: "standard" or
+    "matched" (see ``unlearn.make_noise``). -> (N, C, H, W)
     """
     from .unlearn import make_noise
 
@@ -83,8 +81,7 @@ def target_fill(model: I2IModel, images: torch.Tensor, mask_name: str = "centre-
     out = []
     for i in range(0, len(images), batch_size):
         x, m = images[i:i + batch_size].to(device), mask[i:i + batch_size].to(device)
-        source = model.forget_source(x, make_noise(x, noise, noise_gen), m)
-        fill = model.generate(source, m, sample_gen)
+        fill = model.generate_from_forget_target(x, make_noise(x, noise, noise_gen), m, sample_gen)
         out.append(torch.where(m > 0, fill, x).cpu())
     return torch.cat(out)
 

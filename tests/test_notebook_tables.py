@@ -103,13 +103,14 @@ def test_families_page_puts_every_family_against_its_ceiling(executed):
     def ratio(model, col):
         return number(values, f"{model}: {col}")
 
-    # The target fill bounds what the objective can do on MAE and VQ-GAN: ours moves the forget
-    # error up towards it, not past it. For diffusion the target fill is the original's own
-    # fill (the target keeps the visible pixels and the timestep), so it sits at 1.
-    for model in ("mae-mnist", "vqgan-mnist", "mae-scenes", "vqgan-scenes"):
-        assert 1.0 < ratio(model, "ours forget mse") < ratio(model, "target fill forget mse"), model
-    for model in ("diffusion-mnist", "diffusion-scenes"):
-        assert abs(ratio(model, "target fill forget mse") - 1) < 0.1, model
+    # The target fill bounds what the objective can do: ours moves the forget error up towards
+    # it, not past it. For diffusion (the encoder shown a noise hole at every sampling step) the
+    # bound is loose: far above the original on the scenes, where ours stays far below it.
+    for model in ("mae-mnist", "vqgan-mnist", "mae-scenes", "vqgan-scenes", "diffusion-mnist",
+                  "diffusion-scenes"):
+        assert ratio(model, "ours forget mse") < ratio(model, "target fill forget mse"), model
+        assert ratio(model, "ours forget mse") > (1.0 if "diffusion" not in model else 0.9), model
+    assert ratio("diffusion-scenes", "target fill forget mse") > 3
     # The models that never saw the forget classes fill them worse than the original does.
     for model in ("mae-mnist", "vqgan-mnist", "diffusion-mnist"):
         assert ratio(model, "retrained forget mse") > 1.05, model

@@ -73,6 +73,18 @@ class I2IModel(nn.Module):
         """
         return noise
 
+    @torch.no_grad()
+    def generate_from_forget_target(self, x: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor,
+                                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """What this (original) model generates for ``x`` if its encoder returned exactly the
+        forget target: the objective's ceiling, since the decoder never changes.
+
+        Default: generate from ``forget_source(x, noise, mask)`` -- exact when the embedding
+        depends on the image only through the source (MAE, VQ-GAN: the noise's visible part).
+        A family whose encoder runs at every sampling step overrides it (diffusion).
+        """
+        return self.generate(self.forget_source(x, noise, mask), mask, generator)
+
     @classmethod
     def from_preset(cls, presets: dict[str, dict], config_cls, preset: str, label: str,
                     **overrides) -> "I2IModel":

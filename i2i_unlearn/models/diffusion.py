@@ -341,6 +341,16 @@ class DiffusionInpainter(I2IModel):
         """The forget image with ``noise`` in its hole: what the official code's teacher sees."""
         return torch.where(mask > 0, noise, x)
 
+    def generate_from_forget_target(self, x: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor,
+                                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """The fill of an encoder that meets the forget target at every sampling step.
+
+        The encoder runs once per step, on the sample so far; the target asks it to embed the
+        hole as pure noise at that step's level. Here it is shown exactly that (the teacher's
+        input in the forget term), and the frozen decoder's noise estimates drive the sample.
+        """
+        return self.generate(x, mask, generator, forget_target_noise=noise)
+
     def task_loss(self, x: torch.Tensor, mask: torch.Tensor, corruption: DiffusionCorruption | None,
                   target: torch.Tensor | None = None) -> torch.Tensor:
         """Noise-prediction MSE averaged over the hidden pixels; ``target`` replaces the hole's x_0."""
@@ -369,11 +379,16 @@ class DiffusionInpainter(I2IModel):
 
     @torch.no_grad()
     def generate(self, x: torch.Tensor, mask: torch.Tensor,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None,
+                 forget_target_noise: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, C, H, W) -> (B, C, H, W): DDIM from N(0, I) in the hole, visible pixels kept.
 
         All randomness comes from ``generator`` (drawn on its device, then moved), so a CPU
         generator with a fixed seed gives the same images run after run.
+        forget_target_noise: (B, C, H, W) or None. Given, the encoder sees at every step what the
+        forget target shows the teacher -- ``√γ n + √(1−γ) ε`` in the hole of x_t, with this
+        ``n`` and a fresh ε -- while the sample itself follows the predicted noise (see
+        :meth:`generate_from_forget_target`).
         """
         self.check_inputs(x, mask)
         c, m = self.config, (mask > 0).to(x.dtype)
@@ -387,7 +402,12 @@ class DiffusionInpainter(I2IModel):
                 t_in = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
             else:
                 t_in = sched.alphas_cumprod[int(t)].expand(x.shape[0]).to(x.device)
-            eps = self.predict_noise(self._stack(x_t, x, m, cond_noise), t_in)
+            seen = x_t
+            if forget_target_noise is not None:  # the hole of the teacher's x_t in the target
+                g = sched.alphas_cumprod[int(t)].to(x.device, x.dtype)
+                e = torch.randn(x.shape, generator=generator, device=dev).to(x.device, x.dtype)
+                seen = m * (g.sqrt() * forget_target_noise + (1 - g).sqrt() * e) + (1 - m) * x
+            eps = self.predict_noise(self._stack(seen, x, m, cond_noise), t_in)
             var = None
             if c.eta > 0:
                 var = torch.randn(x.shape, generator=generator, device=dev).to(x.device, x.dtype)
