@@ -4,6 +4,7 @@
     i2i-unlearn unlearn  --model mae-mnist --forget 0 1 2 --method ours --out runs/ours
     i2i-unlearn evaluate --model runs/ours --forget 0 1 2 --metrics fid is cosine psnr --csv runs/ours/eval.csv
     i2i-unlearn audit    --model runs/ours --forget 0 1 2 --reference mae-mnist-retrained --csv runs/ours/audit.csv
+    i2i-unlearn reproduce 02 03b --scale paper --out runs/paper
 """
 from __future__ import annotations
 
@@ -165,6 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default=None, help="file to write every probe's tidy rows to")
     p.add_argument("--summary-csv", default=None, help="file to write the verdict table to")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("reproduce", help="run the book's notebooks (the paper's tables and "
+                       "figures) with papermill at tiny or paper scale")
+    p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
+                   help="which: a number (02, 03b) or a name; default: all of them")
+    p.add_argument("--scale", choices=["tiny", "paper"], default="tiny",
+                   help="tiny: shipped models and data on CPU; paper: the official weights on "
+                        "ImageNet / Places folders, on a GPU (default: %(default)s)")
+    p.add_argument("--out", default="runs/reproduce",
+                   help="folder for the executed notebooks, summary.csv and the experiment "
+                        "cache (default: %(default)s)")
+    p.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
+                   help="a papermill parameter on top of the scale's, as a Python literal "
+                        "(e.g. -p 'seeds=[0, 1, 2]'); repeatable")
+    p.add_argument("--notebooks-dir", default=None, metavar="DIR",
+                   help="where the notebooks are (default: ./notebooks, else the checkout's)")
+    p.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -172,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"pretrain": _pretrain, "unlearn": _unlearn, "evaluate": _evaluate,
-                "audit": _audit}[args.command](args)
+                "audit": _audit, "reproduce": _reproduce}[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError,
             ConnectionError) as err:
         print(f"i2i-unlearn {args.command}: error: {err}", file=sys.stderr)
@@ -310,6 +329,28 @@ def _audit(args) -> int:
     cols = ["model", "probe", "value", "original", "retrained", "position", "verdict"]
     print(result.summary[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
+
+
+def _reproduce(args) -> int:
+    from .reproduce import parse_overrides, reproduce
+    try:
+        overrides = parse_overrides(args.parameter)
+        summary = reproduce(args.notebooks, args.scale, args.out, overrides,
+                            folder=args.notebooks_dir, timeout=args.timeout,
+                            progress=not args.quiet)
+    except ValueError as err:  # name the flag or argument, not the function's parameter
+        msg = str(err)
+        for field, flag in (("parameters", "--parameter"), ("parameter", "--parameter"),
+                            ("notebooks", "NOTEBOOK")):
+            if msg.startswith(field + ":"):
+                msg = flag + msg[len(field):]
+                break
+        raise ValueError(msg) from None
+    print(summary.to_string(index=False))
+    failed = summary[summary["status"] != "ok"]
+    print(f"\n{len(summary) - len(failed)} of {len(summary)} notebooks ran; executed notebooks and "
+          f"summary.csv in {args.out}")
+    return 1 if len(failed) else 0
 
 
 if __name__ == "__main__":

@@ -155,3 +155,19 @@ def test_qualitative_notebook_runs_at_paper_scale(paper_env, stand_in, tmp_path)
     runs = list((tmp_path / "cache" / "unlearned").glob("*/manifest.json"))
     assert len(runs) == 2
     assert all(zoo.read_manifest(r.parent)["data"]["dataset"] == "imagenet" for r in runs)
+
+
+def test_reproduce_checks_only_what_the_chosen_pages_need(paper_env, monkeypatch, tmp_path):
+    """``i2i-unlearn reproduce 02 --scale paper`` needs ImageNet and MAGE's file, not Places or
+    Palette's; the Places page does need its folder."""
+    from i2i_unlearn import reproduce
+    monkeypatch.delenv("I2I_UNLEARN_PLACES", raising=False)
+    for name in ("mage-vitb", "palette-places2"):
+        monkeypatch.delenv(zoo.weights_env(name), raising=False)
+    with pytest.raises(FileNotFoundError, match="mage-vitb from .*I2I_UNLEARN_WEIGHTS_MAGE_VITB") as e:
+        reproduce.check_paper_inputs(["02_table1_imagenet"])
+    assert "palette" not in str(e.value)
+    monkeypatch.setenv(zoo.weights_env("mage-vitb"), str(tmp_path / "mage-vitb-1600.pth"))
+    reproduce.check_paper_inputs(["02_table1_imagenet", "06_ablation_alpha"])
+    with pytest.raises(ValueError, match="I2I_UNLEARN_PLACES: not set"):
+        reproduce.check_paper_inputs(["03_table_places"])

@@ -1,0 +1,106 @@
+"""``i2i-unlearn reproduce``: pick notebooks, run them with papermill, keep going past a failure."""
+import os
+
+import nbformat
+import pandas as pd
+import pytest
+
+from i2i_unlearn import reproduce
+from i2i_unlearn.cli import main
+from i2i_unlearn.experiments import CACHE_ENV
+
+
+def _notebook(path, parameters: str, body: str):
+    """A notebook with a ``parameters`` cell and one code cell."""
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Three notebooks: one that prints its parameters and cache, one that fails, one idle."""
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    _notebook(d / "01_square.ipynb", 'scale = "tiny"\nn = 3',
+              'import os\nprint("square", n * n, scale, os.environ["I2I_UNLEARN_CACHE"])')
+    _notebook(d / "02_broken.ipynb", 'scale = "tiny"',
+              'print("before the error")\nraise ValueError("alpha: expected >= 0, got -1")')
+    _notebook(d / "03b_idle.ipynb", 'scale = "tiny"', "pass")
+    return d
+
+
+def test_notebooks_are_picked_by_number_or_name_in_book_order(folder):
+    stems = lambda names: [nb.stem for nb in reproduce.select(names, folder)]  # noqa: E731
+    assert stems(None) == ["01_square", "02_broken", "03b_idle"]
+    assert stems(["03b", "01_square.ipynb"]) == ["01_square", "03b_idle"]
+    assert stems(["02_broken", "02"]) == ["02_broken"]
+    with pytest.raises(ValueError, match=r"notebooks: no notebook '04'; expected one of 01_square"):
+        reproduce.select(["04"], folder)
+    with pytest.raises(FileNotFoundError, match="--notebooks-dir"):
+        reproduce.select(None, folder / "missing")
+
+
+def test_parameters_are_python_literals_or_strings():
+    assert reproduce.parse_overrides(["steps=50", "seeds=[0, 1]", "model=mae-mnist",
+                                      "alpha = 0.5"]) == {
+        "steps": 50, "seeds": [0, 1], "model": "mae-mnist", "alpha": 0.5}
+    with pytest.raises(ValueError, match="parameter: expected NAME=VALUE, got 'steps'"):
+        reproduce.parse_overrides(["steps"])
+
+
+def test_a_failing_notebook_keeps_its_traceback_and_the_others_still_run(folder, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    out = tmp_path / "out"
+    summary = reproduce.reproduce(None, "tiny", out, {"n": 7}, folder=folder, timeout=120,
+                                  progress=False)
+    assert list(summary["notebook"]) == ["01_square", "02_broken", "03b_idle"]
+    assert list(summary["status"]) == ["ok", "failed", "ok"]
+    assert "alpha: expected >= 0, got -1" in summary.loc[1, "error"]
+    assert pd.read_csv(out / "summary.csv")["status"].tolist() == ["ok", "failed", "ok"]
+
+    text = (out / "01_square.ipynb").read_text()  # the override reached the notebook that has n
+    assert "square 49 tiny" in text and str((out / "cache" / "tiny").resolve()) in text
+    broken = nbformat.read(out / "02_broken.ipynb", as_version=4)
+    outputs = [o for c in broken.cells for o in c.get("outputs", [])]
+    assert any(o.get("output_type") == "error" for o in outputs)  # the traceback is kept
+    assert any("before the error" in o.get("text", "") for o in outputs)
+    square = nbformat.read(out / "01_square.ipynb", as_version=4)
+    injected = [c for c in square.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "remove-cell" in injected[0].metadata["tags"]  # the page shows a banner
+    assert CACHE_ENV not in os.environ  # the run's cache setting does not leak
+
+
+def test_a_parameter_no_selected_notebook_has_is_refused_before_any_work(folder, tmp_path):
+    with pytest.raises(ValueError, match="parameters: no selected notebook has alphas"):
+        reproduce.reproduce(["01"], "tiny", tmp_path / "out", {"alphas": [1.0]}, folder=folder)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_reports_the_run_and_fails_when_a_notebook_failed(folder, tmp_path, capsys,
+                                                             monkeypatch):
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    args = ["reproduce", "--notebooks-dir", str(folder), "--out", str(tmp_path / "o"), "--quiet"]
+    assert main(args + ["01", "-p", "n=2"]) == 0
+    assert "1 of 1 notebooks ran" in capsys.readouterr().out
+    assert main(args + ["01", "02"]) == 1
+    assert "1 of 2 notebooks ran" in capsys.readouterr().out
+    assert main(args + ["9"]) == 2
+    assert "NOTEBOOK: no notebook '9'" in capsys.readouterr().err
+    assert main(args + ["01", "-p", "n"]) == 2
+    assert "--parameter: expected NAME=VALUE" in capsys.readouterr().err
+
+
+def test_the_book_notebooks_are_found_and_every_one_has_a_plan():
+    every = reproduce.notebooks()
+    assert {nb.stem for nb in every} >= {"00_quickstart", "02_table1_imagenet", "09_audit"}
+    for nb in every:
+        assert reproduce.parameters_for(nb, "tiny") == {}
+        paper = reproduce.parameters_for(nb, "paper")
+        assert paper.get("scale") == "paper" or nb.stem in reproduce.TINY_ONLY
+    with pytest.raises(ValueError, match="scale: expected 'tiny' or 'paper', got 'huge'"):
+        reproduce.parameters_for(every[0], "huge")
