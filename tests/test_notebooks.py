@@ -29,6 +29,13 @@ def test_every_notebook_has_a_test_entry_and_known_parameters():
         assert paper.get("scale") == "paper" or nb.stem in build_book.TINY_ONLY
         unknown = set(paper) - set(params)
         assert not unknown, f"{nb.name}: papermill would ignore paper parameters {unknown}"
+        # A table a cell shows for Colab readers is glued for the book: shown once, not twice.
+        for i, cell in enumerate(nbformat.read(nb, as_version=4).cells):
+            tags = cell.metadata.get("tags", [])
+            lines = cell.source.rstrip().splitlines()
+            if (cell.cell_type == "code" and "hide-input" in tags and lines
+                    and re.fullmatch(r"[A-Za-z_]\w*", lines[-1])):
+                assert "remove-output" in tags, f"{nb.name} cell {i}: {lines[-1]} shows twice"
 
 
 @pytest.mark.slow
