@@ -101,12 +101,12 @@ def switch_estimate(original_mse: np.ndarray, target_mse: np.ndarray, p_forget: 
     error most with the retain error at most ``1 + retain_tol`` times the original's, and the
     resulting ``forget_ratio`` / ``retain_ratio`` (mean MSE over the original's, per set).
     """
-    original_mse, target_mse, p_forget, is_forget = (np.asarray(a, dtype=float) for a in
-                                                      (original_mse, target_mse, p_forget, is_forget))
-    is_forget = is_forget.astype(bool)
-    if not (original_mse.shape == target_mse.shape == p_forget.shape == is_forget.shape):
+    arrays = [np.asarray(a, dtype=float) for a in (original_mse, target_mse, p_forget, is_forget)]
+    if len({a.shape for a in arrays}) > 1:
         raise ValueError("original_mse, target_mse, p_forget, is_forget: expected arrays of one "
-                         f"shape, got {[a.shape for a in (original_mse, target_mse, p_forget, is_forget)]}")
+                         f"shape, got {[a.shape for a in arrays]}")
+    original_mse, target_mse, p_forget, is_forget = arrays
+    is_forget = is_forget.astype(bool)
     if is_forget.all() or not is_forget.any():
         raise ValueError("is_forget: needs both forget and retain images")
     if retain_tol < 0:
@@ -137,9 +137,9 @@ def context_limits(model: I2IModel, forget, retain=None, mask_names=("centre-8/1
     """Per mask, what the visible context allows an encoder-only unlearning of ``model``.
 
     Scores the held-out images of the forget and retain classes. One row per mask: ``auc`` and
-    ``accuracy`` of the context classifier (forget vs retain), the target fill's MSE as a multiple
-    of the original's (``target_forget``, ``target_retain``: the objective's ceiling) and the
-    switch estimate (``switch_forget``, ``switch_retain``, ``threshold``).
+    ``accuracy`` of the context classifier (forget vs retain), the target fill's MSE as a
+    multiple of the original's (``target_fill_forget``, ``target_fill_retain``: the objective's
+    ceiling) and the switch estimate (``switch_forget``, ``switch_retain``, ``threshold``).
     """
     from tqdm.auto import tqdm
 
@@ -163,8 +163,8 @@ def context_limits(model: I2IModel, forget, retain=None, mask_names=("centre-8/1
         switch = switch_estimate(original, target, p, is_forget, retain_tol)
         rows.append({"mask": mask_name, "auc": roc_auc(p, is_forget),
                      "accuracy": float(((p > 0.5) == is_forget).mean()),
-                     "target_forget": target[is_forget].mean() / original[is_forget].mean(),
-                     "target_retain": target[~is_forget].mean() / original[~is_forget].mean(),
+                     "target_fill_forget": target[is_forget].mean() / original[is_forget].mean(),
+                     "target_fill_retain": target[~is_forget].mean() / original[~is_forget].mean(),
                      "switch_forget": switch["forget_ratio"],
                      "switch_retain": switch["retain_ratio"], "threshold": switch["threshold"]})
     return pd.DataFrame(rows)

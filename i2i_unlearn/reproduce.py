@@ -36,7 +36,7 @@ PAPER_PARAMETERS = {
     "05_figure_tsne": {"models": ["mae-vit-large"], "extra_rows": ["max-loss", "random-encoder"]},
     "06_ablation_alpha": {"model": "mae-vit-large"},
     "07_ablation_proxy": {"model": "mae-vit-large"},
-    "08_appendix_masks": {"models": ["mae-vit-large"]},
+    "08_appendix_masks": {"models": ["mae-vit-large"], "with_context": False},
     "10_explorer": {"grid": [("mae-vit-large", list(range(100)), m, None)
                              for m in ("ours", "ours-proxy", "max-loss", "noisy-label")]},
 }

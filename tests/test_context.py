@@ -82,7 +82,7 @@ def test_context_limits_rows_on_a_tiny_mae():
                         recipe=FAST)
     assert list(df["mask"]) == ["centre-4/16"]
     row = df.iloc[0]
-    assert row["target_forget"] > 2  # the noise embedding's fill is far from the digits
-    assert 1 <= row["switch_forget"] <= row["target_forget"] + 1e-9
+    assert row["target_fill_forget"] > 2  # the noise embedding's fill is far from the digits
+    assert 1 <= row["switch_forget"] <= row["target_fill_forget"] + 1e-9
     assert row["switch_retain"] <= 1.10 + 1e-9
     assert 0.5 < row["auc"] <= 1 and 0 <= row["accuracy"] <= 1
