@@ -131,6 +131,32 @@ def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def context_accuracy(dataset: ImageDataset, forget, retain, mask_name: str = "centre-8/16",
+                     recipe: ContextRecipe | None = None) -> dict[str, float]:
+    """Held-out accuracy of context classifiers on the audit's two linear-probe tasks.
+
+    ``"forget classes"``: which forget class (a classifier of the forget classes; skipped with
+    one forget class); ``"forget vs retain"``: a classifier of all of them, read as forget when
+    the forget classes' probability exceeds one half. What the visible pixels alone tell under
+    ``mask_name``: an encoder sees no more, so a linear probe of its embeddings that reaches this
+    level has kept what the image shows, not necessarily what the model learned.
+    """
+    forget, retain = list(forget), list(retain)
+    out = {}
+    f_images, f_labels = dataset.images(forget, split="eval")
+    if len(forget) > 1:
+        clf = context_classifier(dataset, forget, mask_name, recipe)
+        with torch.no_grad():
+            pred = clf(blank_hole(f_images, mask_name)).argmax(1)
+        out["forget classes"] = float((torch.as_tensor(forget)[pred] == f_labels).float().mean())
+    r_images, _ = dataset.images(retain, split="eval")
+    clf = context_classifier(dataset, forget + retain, mask_name, recipe)
+    p = forget_probability(clf, torch.cat([f_images, r_images]), mask_name, forget)
+    truth = torch.arange(len(p)) < len(f_images)
+    out["forget vs retain"] = float(((p > 0.5) == truth).float().mean())
+    return out
+
+
 def context_limits(model: I2IModel, forget, retain=None, mask_names=("centre-8/16",),
                    dataset: ImageDataset | None = None, recipe: ContextRecipe | None = None,
                    retain_tol: float = 0.10, seed: int = 0, progress: bool = False) -> pd.DataFrame:
@@ -171,4 +197,4 @@ def context_limits(model: I2IModel, forget, retain=None, mask_names=("centre-8/1
 
 
 __all__ = ["ContextRecipe", "blank_hole", "context_classifier", "forget_probability",
-           "switch_estimate", "roc_auc", "context_limits"]
+           "switch_estimate", "roc_auc", "context_accuracy", "context_limits"]

@@ -120,8 +120,11 @@ def test_every_probe_runs_on_every_family(family, scenes):
     assert np.isfinite(result.rows["value"]).all()
     assert set(result.summary["probe"]) == {"probe", "membership", "relearn", "context"}
     assert len(result.scores) == 2 * 3 * (len(small.forget_train) + len(small.forget_eval))
-    figs = result.figures()
+    figs = result.figures(probe_ceilings={"forget vs retain": 0.8})
     assert set(figs) == {"probe", "membership", "relearn", "context", "verdict"}
+    dashed = [line for ax in figs["probe"].axes for line in ax.get_lines()
+              if line.get_label() == "visible pixels alone"]
+    assert [line.get_ydata()[0] for line in dashed] == [0.8]  # only the task given
     for fig in figs.values():
         plt.close(fig)
     # relearning leaves the input models untouched

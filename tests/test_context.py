@@ -5,8 +5,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from i2i_unlearn import zoo
-from i2i_unlearn.context import (ContextRecipe, blank_hole, context_classifier, context_limits,
-                                 forget_probability, roc_auc, switch_estimate)
+from i2i_unlearn.context import (ContextRecipe, blank_hole, context_accuracy, context_classifier,
+                                 context_limits, forget_probability, roc_auc, switch_estimate)
 from i2i_unlearn.data import load_dataset
 
 FAST = ContextRecipe(steps=60, widths=(8, 16, 32))
@@ -86,3 +86,11 @@ def test_context_limits_rows_on_a_tiny_mae():
     assert 1 <= row["switch_forget"] <= row["target_fill_forget"] + 1e-9
     assert row["switch_retain"] <= 1.10 + 1e-9
     assert 0.5 < row["auc"] <= 1 and 0 <= row["accuracy"] <= 1
+
+
+def test_context_accuracy_scores_both_probe_tasks():
+    d = load_dataset("mnist")
+    acc = context_accuracy(d, [0, 1, 2], [3, 4, 5], "centre-4/16", FAST)
+    assert set(acc) == {"forget classes", "forget vs retain"}
+    assert acc["forget classes"] > 0.9 and acc["forget vs retain"] > 0.9  # chance: 1/3, 1/2
+    assert set(context_accuracy(d, [0], [3, 4], "centre-4/16", FAST)) == {"forget vs retain"}

@@ -107,13 +107,17 @@ class AuditResult:
             raise ValueError(f"name: expected one of {PROBES}, got {name!r}")
         return self.rows[self.rows["probe"] == name].dropna(axis=1, how="all").reset_index(drop=True)
 
-    def figures(self, scale: str = "tiny") -> dict:
-        """One matplotlib figure per probe that ran, and ``verdict``: the position map."""
+    def figures(self, scale: str = "tiny", probe_ceilings: dict[str, float] | None = None) -> dict:
+        """One matplotlib figure per probe that ran, and ``verdict``: the position map.
+
+        probe_ceilings: {task: accuracy} of a classifier of the visible pixels alone
+        (``context.context_accuracy``), drawn on the linear probe's panels.
+        """
         ref = dict(original=self.original, reference=self.reference, scale=scale)
         probes = set(self.rows["probe"])
         figs = {}
         if "probe" in probes:
-            figs["probe"] = plots.plot_probe(self.probe("probe"), **ref)
+            figs["probe"] = plots.plot_probe(self.probe("probe"), ceilings=probe_ceilings, **ref)
         if "membership" in probes:
             figs["membership"] = plots.plot_membership(self.scores, self.probe("membership"), **ref)
         if "relearn" in probes:

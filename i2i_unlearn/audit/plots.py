@@ -32,8 +32,12 @@ def _title(fig, text: str, scale: str):
 
 
 def plot_probe(rows: pd.DataFrame, original: str = "original", reference: str = "retrained",
-               scale: str = "tiny"):
-    """Linear-probe accuracy per model (bars, ±2 se), one panel per task, chance dotted."""
+               scale: str = "tiny", ceilings: dict[str, float] | None = None):
+    """Linear-probe accuracy per model (bars, ±2 se), one panel per task, chance dotted.
+
+    ceilings: {task: accuracy} of a classifier of the visible pixels alone
+    (``context.context_accuracy``), drawn dashed: what the masked image itself tells.
+    """
     tasks = list(dict.fromkeys(rows["task"]))
     names = list(dict.fromkeys(rows["model"]))
     st = _styles(names, original, reference)
@@ -43,6 +47,9 @@ def plot_probe(rows: pd.DataFrame, original: str = "original", reference: str = 
         ax.bar(range(len(names)), g["value"], yerr=2 * g["se"], capsize=3,
                color=[st[n]["color"] for n in names])
         ax.axhline(g["chance"].iloc[0], color="0.3", linestyle=":", label="chance")
+        if ceilings and task in ceilings:
+            ax.axhline(ceilings[task], color="k", linestyle="--", lw=1,
+                       label="visible pixels alone")
         ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
         ax.set_ylim(0, 1.02)
         ax.set_ylabel("held-out accuracy")
