@@ -118,6 +118,36 @@ def accuracy(model: SmallCNN, images: torch.Tensor, labels: torch.Tensor,
     return (pred == labels).float().mean().item()
 
 
+def fit_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                   recipe: ClassifierRecipe, transform=None, progress: bool = False,
+                   desc: str = "training a classifier") -> SmallCNN:
+    """A ``SmallCNN`` trained on ``images`` (N, C, H, W) / ``labels`` (N,) in 0..num_classes-1.
+
+    Deterministic on CPU for a given recipe. ``transform``: applied to every augmented batch
+    before the network sees it (``context`` blanks a mask's hole with it). Returns it in eval mode.
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(recipe.seed)
+    model = SmallCNN(ClassifierConfig(in_chans=images.shape[1], num_classes=num_classes,
+                                      img_size=images.shape[-1]))
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.steps,
+                                                pct_start=0.1)
+    model.train()
+    for step in tqdm(range(recipe.steps), desc=desc, disable=not progress):
+        rows = sample_rows(len(images), recipe.batch_size, recipe.seed, step)
+        g = torch.Generator().manual_seed(recipe.seed * 1_000_003 + step)
+        x = _augment(images[rows], recipe.shift, g)
+        loss = F.cross_entropy(model(x if transform is None else transform(x)), labels[rows])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    model.eval()
+    return model
+
+
 def train_classifier(data: str, recipe: ClassifierRecipe | None = None,
                      progress: bool = True, score: bool = True) -> tuple[SmallCNN, dict]:
     """Train the small CNN of ``data`` on its training rows; evaluate on the held-out rows.
@@ -125,29 +155,12 @@ def train_classifier(data: str, recipe: ClassifierRecipe | None = None,
     Deterministic: the same recipe gives the same weights on CPU. Returns (model, manifest dict);
     ``score=False`` skips the accuracies (quick checks of the recipe).
     """
-    from tqdm.auto import tqdm
-
     recipe = recipe or ClassifierRecipe()
     dataset = load_dataset(data)
-    torch.manual_seed(recipe.seed)
-    model = SmallCNN(ClassifierConfig(in_chans=dataset.channels, num_classes=dataset.num_classes,
-                                      img_size=dataset.image_size))
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.steps,
-                                                pct_start=0.1)
     x_all, y_all = dataset.train_images, dataset.train_labels
     start = time.time()
-    model.train()
-    for step in tqdm(range(recipe.steps), desc=f"training the {data} classifier",
-                     disable=not progress):
-        rows = sample_rows(len(x_all), recipe.batch_size, recipe.seed, step)
-        g = torch.Generator().manual_seed(recipe.seed * 1_000_003 + step)
-        loss = F.cross_entropy(model(_augment(x_all[rows], recipe.shift, g)), y_all[rows])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-    model.eval()
+    model = fit_classifier(x_all, y_all, dataset.num_classes, recipe, progress=progress,
+                           desc=f"training the {data} classifier")
     info = {
         "recipe": {"command": "python -m i2i_unlearn.classifiers", **asdict(recipe)},
         "data": {"dataset": data, "train_images": len(x_all), "eval_images": len(dataset.eval_images)},

@@ -19,29 +19,19 @@ classes and destroy the forget classes under that mask.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from . import masks
-from .classifiers import ClassifierConfig, SmallCNN, _augment
-from .data import ImageDataset, make_split, sample_rows
+from .classifiers import ClassifierRecipe, SmallCNN, fit_classifier
+from .data import ImageDataset, make_split
 from .models.base import I2IModel
 
 
-@dataclass
-class ContextRecipe:
-    """How the context classifier is trained (deterministic on CPU)."""
-    steps: int = 300
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    shift: int = 2  # random translation (px) before the hole is blanked, as augmentation
-    widths: tuple[int, int, int] = (16, 32, 64)
-    seed: int = 0
+# The context classifier's recipe: the tiny metrics' classifier recipe, with fewer steps (it
+# sees six classes, not ten, and is trained once per mask).
+CONTEXT_RECIPE = ClassifierRecipe(steps=300)
 
 
 def blank_hole(images: torch.Tensor, mask_name: str) -> torch.Tensor:
@@ -51,34 +41,20 @@ def blank_hole(images: torch.Tensor, mask_name: str) -> torch.Tensor:
 
 
 def context_classifier(dataset: ImageDataset, classes, mask_name: str,
-                       recipe: ContextRecipe | None = None) -> SmallCNN:
+                       recipe: ClassifierRecipe | None = None) -> SmallCNN:
     """A classifier of ``classes`` (logit k = ``classes[k]``) that sees only the visible pixels.
 
-    Trained on the training rows of those classes, each with ``mask_name``'s hole blanked.
+    Trained on the training rows of those classes, each with ``mask_name``'s hole blanked
+    (``CONTEXT_RECIPE`` by default; deterministic on CPU).
     """
-    recipe = recipe or ContextRecipe()
+    recipe = recipe or CONTEXT_RECIPE
     if recipe.steps < 1:
         raise ValueError(f"recipe.steps: expected at least 1, got {recipe.steps}")
     classes = list(classes)
     images, labels = dataset.images(classes, split="train")
     target = torch.as_tensor([classes.index(int(y)) for y in labels])
-    torch.manual_seed(recipe.seed)
-    model = SmallCNN(ClassifierConfig(in_chans=dataset.channels, num_classes=len(classes),
-                                      widths=recipe.widths, img_size=dataset.image_size))
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.steps,
-                                                pct_start=0.1)
-    model.train()
-    for step in range(recipe.steps):
-        rows = sample_rows(len(images), recipe.batch_size, recipe.seed, step)
-        g = torch.Generator().manual_seed(recipe.seed * 1_000_003 + step)
-        x = blank_hole(_augment(images[rows], recipe.shift, g), mask_name)
-        loss = F.cross_entropy(model(x), target[rows])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-    model.eval()
+    model = fit_classifier(images, target, len(classes), recipe,
+                           transform=lambda x: blank_hole(x, mask_name))
     model.classes = classes
     return model
 
@@ -132,7 +108,7 @@ def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
 
 
 def context_accuracy(dataset: ImageDataset, forget, retain, mask_name: str = "centre-8/16",
-                     recipe: ContextRecipe | None = None) -> dict[str, float]:
+                     recipe: ClassifierRecipe | None = None) -> dict[str, float]:
     """Held-out accuracy of context classifiers on the audit's two linear-probe tasks.
 
     ``"forget classes"``: which forget class (a classifier of the forget classes; skipped with
@@ -158,7 +134,7 @@ def context_accuracy(dataset: ImageDataset, forget, retain, mask_name: str = "ce
 
 
 def context_limits(model: I2IModel, forget, retain=None, mask_names=("centre-8/16",),
-                   dataset: ImageDataset | None = None, recipe: ContextRecipe | None = None,
+                   dataset: ImageDataset | None = None, recipe: ClassifierRecipe | None = None,
                    retain_tol: float = 0.10, seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """Per mask, what the visible context allows an encoder-only unlearning of ``model``.
 
@@ -196,5 +172,5 @@ def context_limits(model: I2IModel, forget, retain=None, mask_names=("centre-8/1
     return pd.DataFrame(rows)
 
 
-__all__ = ["ContextRecipe", "blank_hole", "context_classifier", "forget_probability",
+__all__ = ["CONTEXT_RECIPE", "blank_hole", "context_classifier", "forget_probability",
            "switch_estimate", "roc_auc", "context_accuracy", "context_limits"]

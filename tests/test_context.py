@@ -5,11 +5,12 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from i2i_unlearn import zoo
-from i2i_unlearn.context import (ContextRecipe, blank_hole, context_accuracy, context_classifier,
+from i2i_unlearn.classifiers import ClassifierRecipe
+from i2i_unlearn.context import (blank_hole, context_accuracy, context_classifier,
                                  context_limits, forget_probability, roc_auc, switch_estimate)
 from i2i_unlearn.data import load_dataset
 
-FAST = ContextRecipe(steps=60, widths=(8, 16, 32))
+FAST = ClassifierRecipe(steps=60)
 
 
 def test_blank_hole_zeroes_exactly_the_hole():
@@ -83,7 +84,9 @@ def test_context_limits_rows_on_a_tiny_mae():
     assert list(df["mask"]) == ["centre-4/16"]
     row = df.iloc[0]
     assert row["target_fill_forget"] > 2  # the noise embedding's fill is far from the digits
-    assert 1 <= row["switch_forget"] <= row["target_fill_forget"] + 1e-9
+    # at most about the target fill's: leaving out a forget image whose target fill happens to
+    # be closer to the truth than the original's can lift the mean a little above it
+    assert 1 <= row["switch_forget"] <= 1.05 * row["target_fill_forget"]
     assert row["switch_retain"] <= 1.10 + 1e-9
     assert 0.5 < row["auc"] <= 1 and 0 <= row["accuracy"] <= 1
 
