@@ -14,8 +14,10 @@ visible part shows which of the two it is. This module measures that limit direc
 
 The estimate is empirical, not a theorem: a better classifier would raise it, and an encoder may
 change an embedding part of the way. But it shows what the *context* allows, separately from what
-the method reaches: where the estimate is low, no encoder-only method can both keep the retain
-classes and destroy the forget classes under that mask.
+the method reaches: where the visible pixels carry no class (the classifier at chance, ROC AUC
+near 0.5), no encoder-only method can both keep the retain classes and destroy the forget
+classes under that mask; where the estimate is high and the method stays low, the limit is the
+method.
 """
 from __future__ import annotations
 
