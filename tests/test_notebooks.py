@@ -155,6 +155,7 @@ def test_every_page_renders_without_errors_in_a_browser(book_html):
         name = page.relative_to(book_html)
         assert "Traceback (most recent call last)" not in dom, name
         assert not re.search(r'class="[^"]*\b(output_error|traceback)\b', dom), name
+        assert "{glue:" not in dom, f"{name}: a glue role left unrendered (e.g. inside backticks)"
         for src in re.findall(r'<img[^>]+src="([^"]+)"', dom):
             if not src.startswith(("data:", "http")):
                 target = (page.parent / src.split("#")[0]).resolve()
