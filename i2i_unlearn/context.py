@@ -99,16 +99,6 @@ def switch_estimate(original_mse: np.ndarray, target_mse: np.ndarray, p_forget: 
     return best
 
 
-def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
-    """Probability that a random positive scores above a random negative (ties count half)."""
-    from scipy.stats import rankdata
-
-    positive = np.asarray(positive, dtype=bool)
-    ranks = rankdata(score)
-    n_pos, n_neg = positive.sum(), (~positive).sum()
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def context_accuracy(dataset: ImageDataset, forget, retain, mask_name: str = "centre-8/16",
                      recipe: ClassifierRecipe | None = None) -> dict[str, float]:
     """Held-out accuracy of context classifiers on the audit's two linear-probe tasks.
@@ -145,6 +135,7 @@ def context_limits(model: I2IModel, forget, retain=None, mask_names=("centre-8/1
     multiple of the original's (``target_fill_forget``, ``target_fill_retain``: the objective's
     ceiling) and the switch estimate (``switch_forget``, ``switch_retain``, ``threshold``).
     """
+    from sklearn.metrics import roc_auc_score
     from tqdm.auto import tqdm
 
     from .data import dataset_of
@@ -165,7 +156,7 @@ def context_limits(model: I2IModel, forget, retain=None, mask_names=("centre-8/1
         clf = context_classifier(dataset, split.forget + split.retain, mask_name, recipe)
         p = forget_probability(clf, images, mask_name, split.forget).numpy()
         switch = switch_estimate(original, target, p, is_forget, retain_tol)
-        rows.append({"mask": mask_name, "auc": roc_auc(p, is_forget),
+        rows.append({"mask": mask_name, "auc": float(roc_auc_score(is_forget, p)),
                      "accuracy": float(((p > 0.5) == is_forget).mean()),
                      "target_fill_forget": target[is_forget].mean() / original[is_forget].mean(),
                      "target_fill_retain": target[~is_forget].mean() / original[~is_forget].mean(),
@@ -175,4 +166,4 @@ def context_limits(model: I2IModel, forget, retain=None, mask_names=("centre-8/1
 
 
 __all__ = ["CONTEXT_RECIPE", "blank_hole", "context_classifier", "forget_probability",
-           "switch_estimate", "roc_auc", "context_accuracy", "context_limits"]
+           "switch_estimate", "context_accuracy", "context_limits"]
