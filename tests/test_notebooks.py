@@ -1,4 +1,5 @@
 """Execute every notebook at tiny scale with papermill, check what it computed, build the book."""
+import ast
 import re
 import shutil
 import subprocess
@@ -124,6 +125,38 @@ def test_book_builds_with_warnings_as_errors(book_html):
     assert page.count("<img") >= 4  # ... and the objective figure the method chapter links to
     method = (html / "book" / "method.html").read_text()
     assert "00_quickstart.html#fig-quickstart-objective" in method
+
+
+@pytest.mark.slow
+def test_scorecard_pastes_each_pages_verdicts_and_numbers(executed, book_html):
+    text = re.sub(r"<[^>]+>", " ", (book_html / "book" / "scorecard.html").read_text())
+    text = re.sub(r"\s+", " ", text)
+
+    def value(notebook, key, fmt="s"):
+        v = ast.literal_eval(glued(executed / f"{notebook}.ipynb")[key]["text/plain"])
+        return format(str(v) if fmt == "s" else v, fmt)  # as myst-nb formats a pasted value
+
+    # The pasted cells, in the order the page shows them: each from the page that computed it.
+    want = ["tiny"]
+    for nb in ("02_table1_imagenet", "03_table_places"):
+        want += [value(nb, "prose_model"), value(nb, "claim1_verdict"),
+                 value(nb, "ours_retain_fid_ratio", ".2f"), value(nb, "claim2_verdict"),
+                 value(nb, "ours_forget_mse_ratio", ".2f"), value(nb, "claim3_verdict"),
+                 value(nb, "claim4_verdict")]
+    want += [value("03b_table_families", "families_holding_n", "d"),
+             value("05_figure_tsne", "tsne_verdict"), value("06_ablation_alpha", "alpha_verdict"),
+             value("07_ablation_proxy", "proxy_verdict"), value("08_appendix_masks", "mask_verdict"),
+             value("01_theory", "claims_passed", "d"),
+             value("02_table1_imagenet", "ours_over_retrained_forget_mse", ".2f"),
+             value("00_quickstart", "target_ratio", ".2f"),
+             value("08_appendix_masks", "context_auc_main"),
+             value("09_audit", "original_flags", "d")]
+    at = 0
+    for item in want:
+        found = text.find(item, at)
+        assert found >= 0, f"scorecard: {item!r} missing after position {at}"
+        at = found + len(item)
+    assert "holds" in text and "n/a" not in text
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
