@@ -1,4 +1,4 @@
-"""Generate on held-out evaluation images of D_R and D_F and score them: one tidy table per run.
+"""Generate on held-out evaluation images of D_R and D_F and score them: one tidy table per run::
 
     rows = evaluate_model(model, "mnist", forget=[0, 1, 2], metrics=("fid", "is", "cosine"))
     df = tidy(rows)            # columns: model, method, seed, set, metric, value

@@ -1,4 +1,4 @@
-"""Reproduce the paper's tables and figures: run the book's notebooks with papermill.
+"""Reproduce the paper's tables and figures: run the book's notebooks with papermill::
 
     i2i-unlearn reproduce                                  # every notebook, tiny scale
     i2i-unlearn reproduce 02 03b --scale paper --out runs/paper

@@ -1,6 +1,6 @@
 """The paper's unlearning objective, the four baselines, and the run that applies any of them.
 
-Ours (paper, Fig. 2): only the encoder E trains; a frozen copy E0 of the original is the teacher.
+Ours (paper, Fig. 2): only the encoder E trains; a frozen copy E0 of the original is the teacher::
 
     L = mean ||E(T(x_r)) - E0(T(x_r))||²  +  α · mean ||E(T(x_f)) - E0(T(n))||²
 

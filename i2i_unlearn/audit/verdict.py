@@ -1,7 +1,7 @@
 """The audit's verdict: per probe, is a model closer to the retrained model or to the original?
 
 Each probe is reduced to one headline statistic with a standard error (``HEADLINES``). With
-``s`` the audited model's value, ``s_o`` the original's and ``s_r`` the retrained model's,
+``s`` the audited model's value, ``s_o`` the original's and ``s_r`` the retrained model's::
 
     position = (s - s_r) / (s_o - s_r)        0: like the retrained model, 1: like the original
 

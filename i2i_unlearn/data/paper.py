@@ -6,7 +6,7 @@ training rows come back as ``LazyImages``: an index-able view that decodes JPEGs
 a batch asks for. The paper unlearns with 120 images per class of 100 forget and 100 retain
 classes, and the proxy pool has 800 classes -- far too many decoded images to hold in memory
 (96,000 proxy images at 224×224 would be 58 GB in float32). Evaluation rows (5,000 per set) are
-decoded once into a tensor.
+decoded once into a tensor::
 
     data = FolderImageDataset("imagenet", "/data/imagenet/train", "/data/imagenet/val",
                               "imagenet_paper_order.txt", image_size=224)
