@@ -15,19 +15,53 @@ import sys
 from pathlib import Path
 
 from . import zoo
-from .unlearn import METHODS, NOISE_KINDS, RETAIN_SETS
+from .unlearn import FAMILY_DEFAULTS, METHODS, NOISE_KINDS, RETAIN_SETS
 
 
-def _add_seed_steps(p, steps: int | None, what: str):
+def _per_family(key: str) -> str:
+    """'mae 150, diffusion 300, vqgan 300': an unlearning default of every family, for --help."""
+    return ", ".join(f"{family} {d[key]:g}" for family, d in FAMILY_DEFAULTS.items())
+
+
+def _add_seed_steps(p, what: str, steps: int | None = None, batch_size: int | None = None,
+                    lr: float | None = None):
+    """--steps, --seed, --batch-size, --lr, --quiet. A default of None means "the model family's
+    unlearning default" (``unlearn.FAMILY_DEFAULTS``), which the help spells out."""
+    def default(value, key):
+        return f"default: {value:g}" if value is not None else f"default per family: {_per_family(key)}"
     p.add_argument("--steps", type=int, default=steps,
-                   help=f"optimiser steps of {what} (default: %(default)s)")
+                   help=f"optimiser steps of {what} ({default(steps, 'steps')})")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of every random draw (batches, masks, noise); the same seed gives "
                         "bit-identical weights on CPU (default: %(default)s)")
+    rows = "rows per step" if batch_size is not None else "rows per step of each of the forget and retain sets"
     p.add_argument("--batch-size", type=int, default=None,
-                   help="rows per step (unlearning: of each of the forget and retain sets)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate of AdamW")
+                   help=f"{rows} ({default(batch_size, 'batch_size')})")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"peak learning rate of AdamW ({default(lr, 'lr')})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _class_ids(text: str) -> list[int]:
+    """"7" -> [7]; "0-99" -> [0, ..., 99] (class ids on the command line)."""
+    lo, sep, hi = text.partition("-")
+    try:
+        return list(range(int(lo), int(hi) + 1)) if sep else [int(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a class id or a range A-B, got {text!r}")
+
+
+def _flat_ids(ids):
+    """argparse's list of ``_class_ids`` lists -> sorted unique ids (None stays None)."""
+    return None if ids is None else sorted({c for part in ids for c in part})
+
+
+def _add_classes(p, forget_help: str):
+    p.add_argument("--forget", required=True, type=_class_ids, nargs="+", metavar="C",
+                   help=f"{forget_help}; A-B is the range A..B")
+    p.add_argument("--retain", type=_class_ids, nargs="+", metavar="C", default=None,
+                   help="class ids to keep (D_R); default: the dataset's retain split minus "
+                        "--forget (mnist: 3 4 5)")
 
 
 def _add_paper_data_args(p, what: str):
@@ -86,46 +120,47 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dtype of the stored weights: float16 halves the file; the model is "
                         "rounded to it before its held-out metrics are measured, and loads back "
                         "as float32 (default: %(default)s)")
-    _add_seed_steps(p, 4000, "pre-training")
+    _add_seed_steps(p, "pre-training", steps=4000, batch_size=128, lr=1.5e-3)
 
     p = sub.add_parser("unlearn", help="unlearn forget classes from a model; writes a new "
                        "checkpoint directory and never touches the input model")
-    p.add_argument("--model", required=True, help="zoo name (mae-mnist, mae-scenes) or checkpoint dir")
-    p.add_argument("--forget", required=True, type=_class_range, nargs="+", metavar="C",
-                   help="class ids to forget (D_F); A-B is the range A..B")
-    p.add_argument("--retain", type=_class_range, nargs="+", metavar="C", default=None,
-                   help="class ids to keep (D_R); default: the dataset's retain split minus --forget")
+    p.add_argument("--model", required=True, help=f"zoo name ({', '.join(_originals())}), "
+                   "checkpoint dir, or a paper model (see 'paper scale' below)")
+    _add_classes(p, "class ids to forget (D_F)")
     p.add_argument("--retain-set", choices=RETAIN_SETS, default="retain",
                    help="what stands in for D_R while unlearning: the retain classes (default), "
                         "the proxy pool of classes in neither set (the paper's 'Ours (proxy "
-                        "D_R)'), none (no retain term), or every image of the other tiny dataset")
+                        "D_R)'), none (no retain term), every image of another tiny dataset "
+                        "(mnist, scenes), or of a paper dataset (imagenet, places: the folders "
+                        "of $I2I_UNLEARN_IMAGENET / $I2I_UNLEARN_PLACES); not the model's own")
     p.add_argument("--proxy", dest="retain_set", action="store_const", const="proxy",
                    help="short for --retain-set proxy")
     p.add_argument("--method", required=True, choices=METHODS,
                    help="ours = the paper's method; the others are the paper's baselines")
     p.add_argument("--alpha", type=float, default=None, help="forget-term weight α >= 0 "
-                   "(default: the family's default)")
+                   f"(default per family: {_per_family('alpha')})")
     p.add_argument("--noise", choices=NOISE_KINDS, default="standard",
-                   help="forget noise: N(0, I), or matched to the batch's mean/std")
+                   help="forget noise: N(0, I), or matched to the batch's mean/std "
+                        "(default: %(default)s)")
     p.add_argument("--out", required=True, help="new checkpoint directory to write")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from the last checkpoint in --out")
     p.add_argument("--checkpoint-every", type=int, default=50,
                    help="save a resumable checkpoint every N steps (0: never; default %(default)s)")
-    _add_seed_steps(p, None, "unlearning (default: the family's default)")
+    _add_seed_steps(p, "unlearning")
     paper = _add_paper_data_args(p, "unlearn an official model on ImageNet-1K / Places-365 "
-                                 "folders: --model names a paper model (mae-vit-large, "
-                                 "palette-places2)")
+                                 "folders: --model names a paper model "
+                                 f"({', '.join(zoo.PAPER_MODELS)})")
     paper.add_argument("--weights", default=None,
                        help="checkpoint file of the paper model (needed where no URL exists)")
     paper.add_argument("--device", default=None,
                        help="torch device to train on (default: cuda if available, else cpu)")
 
-    p = sub.add_parser("evaluate", help="the paper's metrics (FID, IS, embedding cosine), "
-                       "forget-class accuracy and hidden-region PSNR on held-out D_R and D_F images")
+    p = sub.add_parser("evaluate", help="score held-out D_R and D_F images: the paper's metrics "
+                       "(FID, IS, embedding cosine), forget-class accuracy and hidden-region "
+                       "PSNR / MSE (--metrics picks them; default: psnr)")
     p.add_argument("--model", required=True, help="zoo name or checkpoint directory")
-    p.add_argument("--forget", required=True, type=int, nargs="+", metavar="C")
-    p.add_argument("--retain", type=int, nargs="+", metavar="C", default=None)
+    _add_classes(p, "the forget classes (D_F) to score")
     p.add_argument("--mask", default="centre-8/16",
                    help="centre-K/N (e.g. centre-4/16, centre-8/16) or outpaint (default %(default)s)")
     p.add_argument("--metrics", nargs="+", default=["psnr"], metavar="M",
@@ -149,9 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "relearning and context sweep, against the original and the retrained model")
     p.add_argument("--model", required=True, nargs="+", metavar="DIR",
                    help="unlearned model(s) to audit: checkpoint directories or zoo names")
-    p.add_argument("--forget", required=True, type=int, nargs="+", metavar="C",
-                   help="the forget classes the models were meant to unlearn")
-    p.add_argument("--retain", type=int, nargs="+", metavar="C", default=None)
+    _add_classes(p, "the forget classes the models were meant to unlearn")
     p.add_argument("--original", default=None, help="the model before unlearning (default: the "
                    "parent recorded in the first --model's manifest)")
     p.add_argument("--reference", default=None, help="the model retrained from scratch without "
@@ -220,13 +253,9 @@ def _pretrain(args) -> int:
     return 0
 
 
-def _class_range(text: str) -> list[int]:
-    """"7" -> [7]; "0-99" -> [0, ..., 99] (class ids on the command line)."""
-    lo, sep, hi = text.partition("-")
-    try:
-        return list(range(int(lo), int(hi) + 1)) if sep else [int(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a class id or a range A-B, got {text!r}")
+def _originals() -> list[str]:
+    """The shipped tiny models that are not retrained references."""
+    return [n for n in zoo.TINY_MODELS if not n.endswith("-retrained")]
 
 
 def _paper_inputs(args):
@@ -247,8 +276,7 @@ def _paper_inputs(args):
 
 def _unlearn(args) -> int:
     from .unlearn import unlearn_classes
-    flat = lambda ids: None if ids is None else sorted({c for part in ids for c in part})  # noqa: E731
-    args.forget, args.retain = flat(args.forget), flat(args.retain)
+    args.forget, args.retain = _flat_ids(args.forget), _flat_ids(args.retain)
     out = _new_out_dir(args.out, args.resume)
     if Path(args.model).resolve() == out.resolve():
         raise ValueError("--out: the output directory must differ from the input --model")
@@ -273,6 +301,7 @@ def _evaluate(args) -> int:
     from .evaluate import SETS, describe, evaluate_model, tidy
     from .metrics import normalize_metrics, paper_nets
     from .tables import paper_table
+    args.forget, args.retain = _flat_ids(args.forget), _flat_ids(args.retain)
     metrics = normalize_metrics(args.metrics)
     model = zoo.load(args.model)
     flags = any(getattr(args, f) for f in ("data", "train_root", "eval_root", "class_list"))
@@ -297,6 +326,7 @@ def _evaluate(args) -> int:
 
 def _audit(args) -> int:
     from .audit import AuditConfig, audit
+    args.forget, args.retain = _flat_ids(args.forget), _flat_ids(args.retain)
     overrides = {"seed": args.seed}
     for arg, key in (("probes", "probes"), ("relearn_steps", "relearn_steps"),
                      ("relearn_k", "relearn_k")):

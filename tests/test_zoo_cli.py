@@ -218,6 +218,14 @@ def test_cli_class_ranges_and_paper_inputs(small_checkpoint, tmp_path, capsys):
         main(["unlearn", "--model", str(small_checkpoint), "--forget", "1-x", "--method", "ours",
               "--out", str(tmp_path / "bad")])
     assert "range A-B" in capsys.readouterr().err
+    # evaluate scores the classes a range names, as unlearn takes them
+    scores = tmp_path / "scores.json"
+    assert main(["evaluate", "--model", str(out), "--forget", "0-2", "--retain", "3", "5-6",
+                 "--json", str(scores), "--quiet"]) == 0
+    assert set(json.loads(scores.read_text())) == {"retain", "forget"}
+    from i2i_unlearn.cli import build_parser, _flat_ids
+    args = build_parser().parse_args(["audit", "--model", str(out), "--forget", "2", "0-1"])
+    assert _flat_ids(args.forget) == [0, 1, 2] and args.retain is None
 
 
 def test_float16_weights_halve_the_file_and_load_as_what_was_measured(tmp_path):
