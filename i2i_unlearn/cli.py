@@ -78,6 +78,14 @@ def _add_paper_data_args(p, what: str):
     return paper
 
 
+def _add_paper_model_args(paper) -> None:
+    """--weights and --device, for a --model that names an official paper model."""
+    paper.add_argument("--weights", default=None,
+                       help="checkpoint file of the paper model (needed where no URL exists)")
+    paper.add_argument("--device", default=None,
+                       help="torch device to run on (default: cuda if available, else cpu)")
+
+
 def _require_paper_data(args) -> None:
     """The four paper-scale data flags must all be given; the error names the first missing."""
     missing = [f for f in ("data", "train_root", "eval_root", "class_list") if getattr(args, f) is None]
@@ -148,13 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=50,
                    help="save a resumable checkpoint every N steps (0: never; default %(default)s)")
     _add_seed_steps(p, "unlearning")
-    paper = _add_paper_data_args(p, "unlearn an official model on ImageNet-1K / Places-365 "
-                                 "folders: --model names a paper model "
-                                 f"({', '.join(zoo.PAPER_MODELS)})")
-    paper.add_argument("--weights", default=None,
-                       help="checkpoint file of the paper model (needed where no URL exists)")
-    paper.add_argument("--device", default=None,
-                       help="torch device to train on (default: cuda if available, else cpu)")
+    _add_paper_model_args(_add_paper_data_args(
+        p, "unlearn an official model on ImageNet-1K / Places-365 folders: --model names a "
+        f"paper model ({', '.join(zoo.PAPER_MODELS)})"))
 
     p = sub.add_parser("evaluate", help="score held-out D_R and D_F images: the paper's metrics "
                        "(FID, IS, embedding cosine), forget-class accuracy and hidden-region "
@@ -177,8 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None,
                    help="file to write {set: {metric: mean over seeds}} to")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_paper_data_args(p, "evaluate on ImageNet-1K / Places-365 folders (a model unlearned at "
-                         "paper scale; use with --scale paper)")
+    _add_paper_model_args(_add_paper_data_args(
+        p, "evaluate on ImageNet-1K / Places-365 folders (use with --scale paper): a model "
+        f"unlearned at paper scale, or an official model by name ({', '.join(zoo.PAPER_MODELS)}: "
+        "the paper's 'original' row)"))
 
     p = sub.add_parser("audit", help="forgetting audit: linear probe, membership inference, "
                        "relearning and context sweep, against the original and the retrained model")
@@ -303,10 +309,18 @@ def _evaluate(args) -> int:
     from .tables import paper_table
     args.forget, args.retain = _flat_ids(args.forget), _flat_ids(args.retain)
     metrics = normalize_metrics(args.metrics)
-    model = zoo.load(args.model)
-    flags = any(getattr(args, f) for f in ("data", "train_root", "eval_root", "class_list"))
-    # The folders given by flags, else the model's own data (paper folders: $I2I_UNLEARN_<NAME>).
-    dataset = _paper_dataset(args, model.config.img_size) if flags else dataset_of(model.manifest)
+    if args.model in zoo.PAPER_MODELS:  # an official model: its data folders must be given
+        model, dataset, _ = _paper_inputs(args)
+    else:
+        if args.weights is not None:
+            raise ValueError(f"--weights: only for a paper model ({', '.join(zoo.PAPER_MODELS)}); "
+                             f"--model {args.model!r} is not one")
+        model = zoo.load(args.model)
+        if args.device is not None:
+            model.to(args.device)
+        flags = any(getattr(args, f) for f in ("data", "train_root", "eval_root", "class_list"))
+        # The folders given by flags, else the model's own data (paper: $I2I_UNLEARN_<NAME>).
+        dataset = _paper_dataset(args, model.config.img_size) if flags else dataset_of(model.manifest)
     nets = paper_nets() if args.scale == "paper" and set(metrics) - {"psnr"} else None
     name, method = describe(model, Path(args.model.rstrip("/")).name)
     df = tidy(evaluate_model(model, dataset, args.forget, args.retain, args.mask, metrics,

@@ -214,6 +214,12 @@ def test_cli_class_ranges_and_paper_inputs(small_checkpoint, tmp_path, capsys):
                  "--out", str(tmp_path / "paper"), "--quiet", "--data", "imagenet"])
     assert code == 2 and "--train-root" in capsys.readouterr().err
     assert not (tmp_path / "paper").exists()
+    # evaluate takes an official model by name too (the paper's "original" row), with its folders
+    code = main(["evaluate", "--model", "mae-vit-large", "--forget", "0-99", "--quiet",
+                 "--data", "imagenet", "--train-root", str(tmp_path)])
+    assert code == 2 and "--eval-root" in capsys.readouterr().err
+    code = main(["evaluate", "--model", str(out), "--forget", "0", "--weights", "x.pth", "--quiet"])
+    assert code == 2 and "--weights: only for a paper model" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse rejects a malformed range before anything runs
         main(["unlearn", "--model", str(small_checkpoint), "--forget", "1-x", "--method", "ours",
               "--out", str(tmp_path / "bad")])
