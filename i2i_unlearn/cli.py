@@ -316,9 +316,10 @@ def _evaluate(args) -> int:
             raise ValueError(f"--weights: only for a paper model ({', '.join(zoo.PAPER_MODELS)}); "
                              f"--model {args.model!r} is not one")
         model = zoo.load(args.model)
-        if args.device is not None:
-            model.to(args.device)
         flags = any(getattr(args, f) for f in ("data", "train_root", "eval_root", "class_list"))
+        if args.device is not None or flags:  # paper data: on the GPU where there is one
+            import torch
+            model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         # The folders given by flags, else the model's own data (paper: $I2I_UNLEARN_<NAME>).
         dataset = _paper_dataset(args, model.config.img_size) if flags else dataset_of(model.manifest)
     nets = paper_nets() if args.scale == "paper" and set(metrics) - {"psnr"} else None
