@@ -129,7 +129,9 @@ def test_book_builds_with_warnings_as_errors(book_html):
 
 @pytest.mark.slow
 def test_scorecard_pastes_each_pages_verdicts_and_numbers(executed, book_html):
-    text = re.sub(r"<[^>]+>", " ", (book_html / "book" / "scorecard.html").read_text())
+    page = (book_html / "book" / "scorecard.html").read_text()
+    assert re.search(r'<img[^>]+src="\.\./_images/[0-9a-f]+\.png"', page)  # 03b's figure, pasted
+    text = re.sub(r"<[^>]+>", " ", page)
     text = re.sub(r"\s+", " ", text)
 
     def value(notebook, key, fmt="s"):
