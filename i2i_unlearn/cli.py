@@ -35,9 +35,9 @@ def _add_seed_steps(p, what: str, steps: int | None = None, batch_size: int | No
                    help="seed of every random draw (batches, masks, noise); the same seed gives "
                         "bit-identical weights on CPU (default: %(default)s)")
     rows = "rows per step" if batch_size is not None else "rows per step of each of the forget and retain sets"
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=int, default=batch_size,
                    help=f"{rows} ({default(batch_size, 'batch_size')})")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=float, default=lr,
                    help=f"peak learning rate of AdamW ({default(lr, 'lr')})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score held-out D_R and D_F images: the paper's metrics "
                        "(FID, IS, embedding cosine), forget-class accuracy and hidden-region "
                        "PSNR / MSE (--metrics picks them; default: psnr)")
-    p.add_argument("--model", required=True, help="zoo name or checkpoint directory")
+    p.add_argument("--model", required=True, help="zoo name, checkpoint directory, or a paper "
+                   "model (see 'paper scale' below)")
     _add_classes(p, "the forget classes (D_F) to score")
     p.add_argument("--mask", default="centre-8/16",
                    help="centre-K/N (e.g. centre-4/16, centre-8/16) or outpaint (default %(default)s)")
@@ -248,10 +249,10 @@ def _pretrain(args) -> int:
     from .loop import LoopConfig
     from .pretrain import pretrain
     out = _new_out_dir(args.out)
-    loop = LoopConfig(steps=args.steps, lr=args.lr or 1.5e-3, warmup_steps=min(100, args.steps // 10),
+    loop = LoopConfig(steps=args.steps, lr=args.lr, warmup_steps=min(100, args.steps // 10),
                       seed=args.seed)
     model, info = pretrain(args.model, args.data, args.exclude_classes, loop,
-                           batch_size=args.batch_size or 128, preset=args.preset,
+                           batch_size=args.batch_size, preset=args.preset,
                            mask_ratio=args.mask_ratio, weights_dtype=args.weights_dtype,
                            progress=not args.quiet)
     zoo.save(model, out, info)
