@@ -64,22 +64,8 @@ def pretrain(family: str, data: str, exclude_classes=(), loop: LoopConfig | None
                          f"least one class, got {sorted(exclude_classes)}")
     images, _ = dataset.images(keep, split="train")
     model = build_untrained(family, dataset.channels, loop.seed, preset, mask_ratio)
-
-    history, stages = [], _stages(model, loop)
-    for name, params, stage_loop, loss_fn in stages:
-        def step_fn(step: int, generator: torch.Generator, loss_fn=loss_fn):
-            x = images[sample_rows(len(images), batch_size, loop.seed, step)]
-            x = x.to(next(model.parameters()).device)
-            mask = masks.training_masks(len(x), x.shape[-1], generator).to(x.device)
-            return loss_fn(x, mask, generator)
-
-        chosen = {id(p) for p in params}
-        for p in model.parameters():  # only this stage's parameters train
-            p.requires_grad_(id(p) in chosen)
-        rows = train(model, params, step_fn, stage_loop, progress=progress,
-                     desc=f"pre-training {family}" + (f" ({name})" if len(stages) > 1 else ""))
-        history += [{"stage": name, **r} for r in rows] if len(stages) > 1 else rows
-    model.eval()
+    stages = _stages(model, loop)
+    history = fit(model, images, loop, batch_size, progress=progress)
     if weights_dtype != "float32":
         round_weights(model, weights_dtype)
     info = {
@@ -95,6 +81,35 @@ def pretrain(family: str, data: str, exclude_classes=(), loop: LoopConfig | None
         "history": history,
     }
     return model, info
+
+
+def fit(model: I2IModel, images: torch.Tensor, loop: LoopConfig | None = None,
+        batch_size: int = 128, progress: bool = True) -> list[dict]:
+    """Train ``model`` in place on ``images`` with its own ``task_loss`` and random training masks.
+
+    images: (N, C, H, W) in [-1, 1]. Any ``I2IModel`` works (your own too): each step draws a
+    seeded batch, one random box shared by the batch and the model's own corruption. A model with
+    a ``pretraining_stages()`` hook trains stage by stage (VQ-GAN: tokenizer, then transformer).
+    Returns the logged rows; the model is left in eval mode.
+    """
+    loop = loop or LoopConfig(steps=3000, lr=1.5e-3, warmup_steps=100, weight_decay=0.05)
+    model.check_inputs(images[:1])
+    history, stages = [], _stages(model, loop)
+    for name, params, stage_loop, loss_fn in stages:
+        def step_fn(step: int, generator: torch.Generator, loss_fn=loss_fn):
+            x = images[sample_rows(len(images), batch_size, loop.seed, step)]
+            x = x.to(next(model.parameters()).device)
+            mask = masks.training_masks(len(x), x.shape[-1], generator).to(x.device)
+            return loss_fn(x, mask, generator)
+
+        chosen = {id(p) for p in params}
+        for p in model.parameters():  # only this stage's parameters train
+            p.requires_grad_(id(p) in chosen)
+        rows = train(model, params, step_fn, stage_loop, progress=progress,
+                     desc=f"pre-training {model.family}" + (f" ({name})" if len(stages) > 1 else ""))
+        history += [{"stage": name, **r} for r in rows] if len(stages) > 1 else rows
+    model.eval()
+    return history
 
 
 WEIGHT_DTYPES = ("float32", "float16")

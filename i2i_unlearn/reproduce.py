@@ -40,7 +40,7 @@ PAPER_PARAMETERS = {
     "10_explorer": {"grid": [("mae-vit-large", list(range(100)), m, None)
                              for m in ("ours", "ours-proxy", "max-loss", "noisy-label")]},
 }
-TINY_ONLY = ("00_quickstart", "01_theory", "09_audit")  # the reasons are on each page
+TINY_ONLY = ("00_quickstart", "01_theory", "09_audit", "11_own_model")  # the reasons are on each page
 # The paper dataset a page runs on, where it is not the data of the models it names.
 PAPER_DATA_OF_PAGE = {"02_table1_imagenet": "imagenet", "03_table_places": "places"}
 

@@ -213,6 +213,12 @@ FAMILY_DEFAULTS = {
 def resolve_defaults(family: str, alpha=None, steps=None, lr=None, batch_size=None) -> dict:
     """``alpha``, ``steps``, ``lr``, ``batch_size`` with the family's defaults where None."""
     given = {"alpha": alpha, "steps": steps, "lr": lr, "batch_size": batch_size}
+    if family not in FAMILY_DEFAULTS:
+        missing = [k for k, v in given.items() if v is None]
+        if missing:
+            raise ValueError(f"{', '.join(missing)}: no tuned defaults for the {family!r} family "
+                             f"(only for {', '.join(FAMILY_DEFAULTS)}); pass them explicitly")
+        return given
     return {k: FAMILY_DEFAULTS[family][k] if v is None else v for k, v in given.items()}
 
 
@@ -234,15 +240,21 @@ def unlearn_classes(model, forget, retain=None, retain_set: str = "retain", meth
     per batch). The model trains on the device it is on. Evaluates on the held-out
     images under ``eval_mask``, and -- if ``out_dir`` is given -- writes a new checkpoint directory there with a
     manifest recording method, α, classes, seed, steps, data and metrics. ``model`` may also be an
-    already loaded ``I2IModel`` carrying a ``manifest``.
+    already loaded ``I2IModel`` -- a zoo model carrying its ``manifest``, or your own model with
+    ``dataset`` given (and ``alpha``, ``steps``, ``lr``, ``batch_size`` where its family has no
+    tuned defaults).
     """
     from . import zoo
     from .data import dataset_of, make_split
     from .evaluate import evaluate_forgetting
 
     source = model if isinstance(model, I2IModel) else zoo.load(model)
+    source_manifest = getattr(source, "manifest", None) or {}
     if dataset is None:
-        dataset = dataset_of(source.manifest)
+        if "data" not in source_manifest:
+            raise ValueError("dataset: the model carries no manifest naming its data; pass "
+                             "dataset=i2i_unlearn.data.load_dataset(NAME) (e.g. 'mnist')")
+        dataset = dataset_of({"config": source.config_dict(), **source_manifest})
     data = dataset.name
     split = make_split(dataset.num_classes, forget, retain, dataset=data)
     if retain_set not in RETAIN_SETS:
@@ -268,7 +280,7 @@ def unlearn_classes(model, forget, retain=None, retain_set: str = "retain", meth
     manifest = {
         "recipe": {"command": "unlearn", **config.to_dict(), "retain_set": retain_set},
         "parent": {"model": str(model) if not isinstance(model, I2IModel) else None,
-                   "sha256": source.manifest.get("sha256")},
+                   "sha256": source_manifest.get("sha256")},
         "data": {**(dataset.describe() if hasattr(dataset, "describe") else {"dataset": data}),
                  "forget": list(split.forget), "retain": list(split.retain),
                  "proxy": list(split.proxy),

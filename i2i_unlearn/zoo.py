@@ -69,18 +69,46 @@ def missing_paper_weights(names) -> list[str]:
     return [n for n in names if PAPER_MODELS[n]["url"] is None and not os.environ.get(weights_env(n))]
 
 
-def _families():
-    from .models import diffusion, mae, vqgan
+_REGISTERED: dict[str, tuple[type, type]] = {}
+
+
+def register_family(family: str, config_cls: type, model_cls: type) -> None:
+    """Let :func:`load` rebuild checkpoints of your own ``I2IModel`` subclass.
+
+    ``model_cls(config_cls(**manifest["config"]))`` must give an empty model of the saved one;
+    ``model_cls.family`` must be ``family`` (it is what :func:`save` writes in the manifest).
+    Register in each process that loads such checkpoints (the CLI included: import the module
+    that registers before calling ``i2i_unlearn.cli.main``).
+    """
+    from .models.base import I2IModel
+    if not (isinstance(model_cls, type) and issubclass(model_cls, I2IModel)):
+        raise ValueError(f"model_cls: expected an I2IModel subclass, got {model_cls!r}")
+    if getattr(model_cls, "family", None) != family:
+        raise ValueError(f"family: {model_cls.__name__}.family is {model_cls.family!r}, "
+                         f"not {family!r}")
+    if family in _builtin_families():
+        raise ValueError(f"family: {family!r} is a built-in family")
+    _REGISTERED[family] = (config_cls, model_cls)
+
+
+def _builtin_families():
+    from .models import convnet, diffusion, mae, vqgan
     return {"mae": (mae.MAEConfig, mae.MaskedAutoencoder),
             "diffusion": (diffusion.DiffusionConfig, diffusion.DiffusionInpainter),
-            "vqgan": (vqgan.VQGANConfig, vqgan.VQGANInpainter)}
+            "vqgan": (vqgan.VQGANConfig, vqgan.VQGANInpainter),
+            "convnet": (convnet.ConvInpainterConfig, convnet.ConvInpainter)}
+
+
+def _families():
+    return {**_builtin_families(), **_REGISTERED}
 
 
 def build_model(family: str, config: dict) -> I2IModel:
     """Rebuild an empty model of ``family`` from its manifest config."""
     families = _families()
     if family not in families:
-        raise ValueError(f"family: expected one of {sorted(families)}, got {family!r}")
+        raise ValueError(f"family: expected one of {sorted(families)}, got {family!r} "
+                         f"(for your own model class, call zoo.register_family first)")
     config_cls, model_cls = families[family]
     return model_cls(config_cls(**config))
 

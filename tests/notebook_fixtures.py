@@ -15,7 +15,7 @@ from i2i_unlearn.experiments import CACHE_ENV  # noqa: E402
 TINY = {name: {"scale": "tiny"} for name in (
     "00_quickstart", "01_theory", "02_table1_imagenet", "03_table_places", "03b_table_families", "04_figure_qualitative",
     "05_figure_tsne", "06_ablation_alpha", "07_ablation_proxy", "08_appendix_masks", "09_audit",
-    "10_explorer")}
+    "10_explorer", "11_own_model")}
 
 
 def glued(path: Path) -> dict[str, object]:

@@ -1,0 +1,296 @@
+"""Check that a model fills the I2I contract before a long unlearning run trusts it.
+
+The unlearning loop (``i2i_unlearn.unlearn``) assumes more than the five methods' signatures: a
+teacher and a student are deep copies; the student trains in ``train()`` mode against a teacher in
+``eval()`` mode; both see the *same* corruption, so ``sample_corruption`` must draw from the
+generator it is given; only the encoder's parameters train; ``generate`` keeps the visible pixels
+(the metrics score the hole only). A model that breaks one of these still runs -- and gives
+numbers that mean nothing. :func:`check_contract` runs each assumption on a small batch and says
+which one fails, naming the method, before any compute is spent::
+
+    from i2i_unlearn.models.contract import check_contract
+    check_contract(my_model)            # a table of checks; raises ContractError on a failure
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .. import masks
+from .base import Embedding, I2IModel, embedding_mse
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+
+
+class ContractError(ValueError):
+    """A model breaks the I2I contract; the message lists each failed check and its method."""
+
+
+def _maps(e: Embedding) -> tuple[torch.Tensor, ...]:
+    return (e,) if isinstance(e, torch.Tensor) else tuple(e)
+
+
+def _max_diff(a: Embedding, b: Embedding) -> float:
+    """The largest element-wise gap; inf where the maps' count or shapes differ."""
+    ma, mb = _maps(a), _maps(b)
+    if len(ma) != len(mb) or any(u.shape != v.shape for u, v in zip(ma, mb)):
+        return float("inf")
+    return max(float((u - v).abs().max()) for u, v in zip(ma, mb))
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def check_contract(model: I2IModel, x: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                   seed: int = 0, atol: float = 1e-5, raise_on_failure: bool = True) -> pd.DataFrame:
+    """Run every assumption the unlearning loop makes about ``model`` on one small batch.
+
+    x: (B, C, H, W) in [-1, 1], default 4 seeded random images of ``model.image_shape``; use real
+    images where the model behaves differently on them. mask: (B, 1, H, W), default the centre
+    8/16 box. ``atol``: tolerance of the equality checks (visible pixels, reproducibility).
+
+    Returns a table (check, method, status, detail) with status ``ok``, ``warn`` (the loop runs,
+    but read the detail) or ``fail``. Raises :class:`ContractError` listing the failures unless
+    ``raise_on_failure`` is False. The model is left as it was (mode and gradients).
+    """
+    if not isinstance(model, I2IModel):
+        raise ContractError(f"model: expected an i2i_unlearn.models.base.I2IModel subclass, got "
+                            f"{type(model).__name__}")
+    rows: list[dict] = []
+
+    def check(name: str, method: str, fn: Callable[[], tuple[str, str]]) -> bool:
+        try:
+            status, detail = fn()
+        except Exception as err:  # a crash is a failed check, reported with its message
+            status, detail = FAIL, f"raised {type(err).__name__}: {err}"
+        rows.append({"check": name, "method": method, "status": status, "detail": detail})
+        return status != FAIL
+
+    was_training = model.training
+    try:
+        if x is None:
+            x = _default_images(model, seed)
+        if mask is None:
+            mask = masks.centre_box(len(x), x.shape[-1], 0.5).to(x.device)
+        _run_checks(model, x, mask, seed, atol, check)
+    finally:
+        model.train(was_training)
+        model.zero_grad(set_to_none=True)
+    table = pd.DataFrame(rows, columns=["check", "method", "status", "detail"])
+    failed = table[table["status"] == FAIL]
+    if raise_on_failure and len(failed):
+        lines = "\n".join(f"  {r.method}: {r.check} -- {r.detail}" for r in failed.itertuples())
+        raise ContractError(f"model: {type(model).__name__} breaks the I2I contract in "
+                            f"{len(failed)} of {len(table)} checks:\n{lines}")
+    return table
+
+
+def _default_images(model: I2IModel, seed: int) -> torch.Tensor:
+    shape = model.image_shape
+    device = next(model.parameters()).device
+    return (torch.rand(4, *shape, generator=_generator(seed)) * 2 - 1).to(device)
+
+
+def _run_checks(model, x, mask, seed, atol, check) -> None:
+    if not check("accepts the images (check_inputs, image_shape)", "check_inputs",
+                 lambda: (model.check_inputs(x, mask), (OK, f"x {tuple(x.shape)}, mask "
+                                                           f"{tuple(mask.shape)}"))[1]):
+        return  # nothing else can run on images the model rejects
+    if not check("is a sub-module holding some, not all, trainable parameters", "encoder",
+                 lambda: _encoder_is_a_part(model)):
+        return  # every later check trains or reads the encoder
+    check("copies into teacher and student (copy.deepcopy)", "deepcopy",
+          lambda: (copy.deepcopy(model), (OK, "the loop trains a copy against a frozen copy"))[1])
+    model.eval()
+    if not check("returns a tensor or a tuple of tensors, one row per image, finite", "encode",
+                 lambda: _embedding_shape(model.encode(x, mask, model.sample_corruption(
+                     x, mask, _generator(seed))), len(x))):
+        return
+    check("draws only from the generator it is given (same seed, same embedding)",
+          "sample_corruption", lambda: _same_seed_same_embedding(model, x, mask, seed, atol))
+    check("is a function of (x, mask, corruption): two calls agree", "encode",
+          lambda: _repeatable(model, x, mask, seed, atol))
+    check("gives the same embedding in train() and eval() mode (student vs teacher)", "encode",
+          lambda: _train_eval_agree(model, x, mask, seed, atol))
+    check("depends on the encoder's parameters (gradients reach them)", "encode",
+          lambda: _gradient_reaches_encoder(model, x, mask, seed))
+    check("is a finite scalar with gradients; target=x gives the same loss", "task_loss",
+          lambda: _task_loss(model, x, mask, seed, atol))
+    check("returns x's shape, keeps the visible pixels, repeats under a seed", "generate",
+          lambda: _generate(model, x, mask, seed, atol))
+    check("returns an image shaped like x (the forget term's input)", "forget_source",
+          lambda: _forget_source(model, x, mask, seed))
+    check("one step of the paper's objective: retain term 0 at the start, finite loss",
+          "unlearning_loss", lambda: _one_step(model, x, mask, seed, atol))
+
+
+def _encoder_is_a_part(model) -> tuple[str, str]:
+    encoder = model.encoder
+    if not isinstance(encoder, nn.Module):
+        return FAIL, f"expected an nn.Module, got {type(encoder).__name__}"
+    own = {id(p) for p in model.parameters()}
+    enc = [p for p in encoder.parameters()]
+    outside = [p for p in enc if id(p) not in own]
+    if outside:
+        return FAIL, f"{len(outside)} of its parameter tensors are not the model's own"
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    enc_trainable = [p for p in enc if p.requires_grad]
+    if not enc_trainable:
+        return FAIL, "no trainable parameter: the paper's method would have nothing to change"
+    n_enc, n_all = sum(p.numel() for p in enc_trainable), sum(p.numel() for p in trainable)
+    if n_enc == n_all:
+        return FAIL, ("holds every trainable parameter: the paper's method keeps a decoder "
+                      "frozen, so the encoder must be a part of the model")
+    return OK, f"{n_enc:,} of {n_all:,} trainable parameters ({n_enc / n_all:.0%})"
+
+
+def _embedding_shape(e, batch: int) -> tuple[str, str]:
+    maps = _maps(e)
+    if not maps or not all(isinstance(m, torch.Tensor) for m in maps):
+        return FAIL, f"expected a tensor or a tuple of tensors, got {type(e).__name__}"
+    bad = [tuple(m.shape) for m in maps if m.ndim == 0 or m.shape[0] != batch]
+    if bad:
+        return FAIL, f"expected {batch} rows (the batch) in every map, got shapes {bad}"
+    if not all(torch.isfinite(m).all() for m in maps):
+        return FAIL, "not finite (NaN or inf)"
+    return OK, ", ".join(str(tuple(m.shape)) for m in maps[:4]) + (
+        f" … ({len(maps)} maps)" if len(maps) > 4 else "")
+
+
+@torch.no_grad()
+def _same_seed_same_embedding(model, x, mask, seed, atol) -> tuple[str, str]:
+    a = model.encode(x, mask, model.sample_corruption(x, mask, _generator(seed)))
+    b = model.encode(x, mask, model.sample_corruption(x, mask, _generator(seed)))
+    diff = _max_diff(a, b)
+    if diff > atol:
+        return FAIL, (f"differ by {diff:.3g}: draw every random number from `generator` (not "
+                      "the global RNG), or student and teacher see different corruptions")
+    c = model.encode(x, mask, model.sample_corruption(x, mask, _generator(seed + 1)))
+    if _max_diff(a, c) <= atol:
+        return OK, "deterministic: another seed gives the same embedding (no own randomness)"
+    return OK, "equal for equal seeds, different for another seed"
+
+
+@torch.no_grad()
+def _repeatable(model, x, mask, seed, atol) -> tuple[str, str]:
+    corruption = model.sample_corruption(x, mask, _generator(seed))
+    diff = _max_diff(model.encode(x, mask, corruption), model.encode(x, mask, corruption))
+    if diff > atol:
+        return FAIL, f"two calls differ by {diff:.3g} in eval() mode (hidden randomness?)"
+    return OK, "equal"
+
+
+@torch.no_grad()
+def _train_eval_agree(model, x, mask, seed, atol) -> tuple[str, str]:
+    corruption = model.sample_corruption(x, mask, _generator(seed))
+    model.train()
+    torch.manual_seed(seed)
+    trained = model.encode(x, mask, corruption)
+    model.eval()
+    diff = _max_diff(trained, model.encode(x, mask, corruption))
+    if diff > atol:
+        return WARN, (f"differ by {diff:.3g} (dropout or batch-norm statistics in the encoder?): "
+                      "the retain term is not zero even before the first step, and batch-norm "
+                      "running statistics of the encoder would drift during unlearning")
+    return OK, "equal"
+
+
+def _gradient_reaches_encoder(model, x, mask, seed) -> tuple[str, str]:
+    model.zero_grad(set_to_none=True)
+    e = model.encode(x, mask, model.sample_corruption(x, mask, _generator(seed)))
+    sum(m.float().pow(2).mean() for m in _maps(e)).backward()
+    enc = {id(p) for p in model.encoder.parameters()}
+    reached = [p for p in model.encoder.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+    others = [n for n, p in model.named_parameters()
+              if id(p) not in enc and p.grad is not None and p.grad.abs().sum() > 0]
+    model.zero_grad(set_to_none=True)
+    if not reached:
+        return FAIL, "no encoder parameter gets a gradient from the embedding"
+    if others:
+        return WARN, (f"parameters outside the encoder shape the embedding too and stay frozen: "
+                      f"{others[:3]}{' …' if len(others) > 3 else ''}")
+    return OK, f"{len(reached)} of {len(enc)} encoder parameter tensors get a gradient"
+
+
+def _task_loss(model, x, mask, seed, atol) -> tuple[str, str]:
+    corruption = model.sample_corruption(x, mask, _generator(seed))
+    torch.manual_seed(seed)
+    loss = model.task_loss(x, mask, corruption)
+    if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+        return FAIL, f"expected a scalar tensor, got {getattr(loss, 'shape', type(loss).__name__)}"
+    if not torch.isfinite(loss):
+        return FAIL, f"not finite: {loss.item()}"
+    if not loss.requires_grad:
+        return FAIL, "does not require grad: nothing could train on it"
+    torch.manual_seed(seed)
+    with_target = model.task_loss(x, mask, corruption, target=x.clone())
+    value, value_t = loss.item(), with_target.item()
+    if abs(value_t - value) > atol * max(1.0, abs(value)):
+        return FAIL, (f"target=x gives {value_t:.6g}, without target {value:.6g}: "
+                      "`target` must only replace what the hidden region is compared with")
+    return OK, f"{value:.4g}"
+
+
+def _generate(model, x, mask, seed, atol) -> tuple[str, str]:
+    out = model.generate(x, mask, _generator(seed))
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        return FAIL, f"expected shape {tuple(x.shape)}, got {getattr(out, 'shape', type(out))}"
+    if not torch.isfinite(out).all():
+        return FAIL, "not finite (NaN or inf)"
+    visible = (mask < 0.5).expand_as(x)
+    moved = float((out - x)[visible].abs().max()) if visible.any() else 0.0
+    if moved > atol:
+        return FAIL, (f"changes visible pixels by up to {moved:.3g}: paste them back "
+                      "(x * (1 - mask) + generated * mask); the metrics score the hole only")
+    again = float((model.generate(x, mask, _generator(seed)) - out).abs().max())
+    if again > atol:
+        return FAIL, f"the same seed gives outputs {again:.3g} apart: draw from `generator`"
+    low, high = float(out.min()), float(out.max())
+    if low < -1 - atol or high > 1 + atol:
+        return WARN, f"values in [{low:.3g}, {high:.3g}], outside the images' [-1, 1]"
+    return OK, "visible pixels unchanged; same seed, same output"
+
+
+@torch.no_grad()
+def _forget_source(model, x, mask, seed) -> tuple[str, str]:
+    noise = torch.randn(x.shape, generator=_generator(seed)).to(x.device)
+    source = model.forget_source(x, noise, mask)
+    if not isinstance(source, torch.Tensor) or source.shape != x.shape:
+        return FAIL, f"expected shape {tuple(x.shape)}, got {getattr(source, 'shape', type(source))}"
+    return OK, "the noise image" if torch.equal(source, noise) else "noise with the image's visible pixels"
+
+
+def _one_step(model, x, mask, seed, atol) -> tuple[str, str]:
+    from ..unlearn import trainable_parameters, unlearning_loss
+    from .base import freeze
+    teacher, student = freeze(copy.deepcopy(model)), copy.deepcopy(model)
+    params = trainable_parameters(student, "ours")
+    chosen = {id(p) for p in params}
+    for p in student.parameters():
+        p.requires_grad_(id(p) in chosen)
+    student.train()
+    half = max(1, len(x) // 2)
+    x_f, x_r = x[:half], x[half:2 * half] if len(x) >= 2 else x[:half]
+    torch.manual_seed(seed)
+    loss, logs = unlearning_loss("ours", student, teacher, x_f, x_r, mask[:half], alpha=1.0,
+                                 noise="standard", generator=_generator(seed))
+    if not torch.isfinite(loss):
+        return FAIL, f"loss is {loss.item()}"
+    loss.backward()
+    frozen = [n for n, p in student.named_parameters() if id(p) not in chosen and p.grad is not None]
+    if frozen:
+        return FAIL, f"parameters outside the encoder got gradients: {frozen[:3]}"
+    student.eval()
+    with torch.no_grad():
+        start_gap = embedding_mse(student.encode(x_r, mask[:half]),
+                                  teacher.encode(x_r, mask[:half])).item()
+    detail = f"retain {logs['retain']:.3g}, forget {logs['forget']:.3g}"
+    if logs["retain"] > max(atol, 1e-3 * logs["forget"]) or start_gap > atol:
+        return WARN, detail + (" -- the retain term is not 0 before training: the student "
+                               "differs from the teacher (see the train/eval check)")
+    return OK, detail
