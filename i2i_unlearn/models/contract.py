@@ -84,7 +84,7 @@ def check_contract(model: I2IModel, x: torch.Tensor | None = None, mask: torch.T
     table = pd.DataFrame(rows, columns=["check", "method", "status", "detail"])
     failed = table[table["status"] == FAIL]
     if raise_on_failure and len(failed):
-        lines = "\n".join(f"  {r.method}: {r.check} -- {r.detail}" for r in failed.itertuples())
+        lines = "\n".join(f"  {r.method}: {r.check}\n      {r.detail}" for r in failed.itertuples())
         raise ContractError(f"model: {type(model).__name__} breaks the I2I contract in "
                             f"{len(failed)} of {len(table)} checks:\n{lines}")
     return table

@@ -7,7 +7,8 @@ Nothing here is from the paper. It is the smallest model that fills the I2I cont
 - **decoder**: transposed convolutions back to the image; the paper's method never changes it;
 - ``sample_corruption``: the model's own training randomness, here extra 4×4 blocks of the
   visible pixels hidden at random (a share drawn in ``drop_ratio``), like MAE's patch dropping;
-- ``encode``: E(T(x)), the feature map ``(B, width·2^depth, H/2^depth, W/2^depth)``;
+- ``encode``: E(T(x)), the bottleneck vector ``(B, latent_dim)`` -- or, with ``latent_dim=0``,
+  the last feature map ``(B, width·2^depth, H/2^depth, W/2^depth)``;
 - ``task_loss``: MSE over the pixels the encoder did not see;
 - ``generate``: one decoder pass, visible pixels pasted back.
 
@@ -99,8 +100,8 @@ class ConvInpainter(I2IModel):
 
     def encode(self, x: torch.Tensor, mask: torch.Tensor,
                corruption: torch.Tensor | None = None) -> torch.Tensor:
-        """-> (B, width·2^depth, H/2^depth, W/2^depth); hidden pixels are zeroed before the first
-        layer, so nothing hidden reaches the embedding."""
+        """-> (B, latent_dim), or (B, width·2^depth, H/2^depth, W/2^depth) with latent_dim 0;
+        hidden pixels are zeroed before the first layer, so nothing hidden reaches the embedding."""
         self.check_inputs(x, mask)
         hidden = self.hidden(mask, corruption)
         return self.encoder(torch.cat([x * (1 - hidden), hidden], dim=1))
