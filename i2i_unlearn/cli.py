@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shutil
 import sys
@@ -106,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="i2i-unlearn", description="Machine unlearning for image-to-image generative models "
         "(Li et al., ICLR 2024): train tiny models, unlearn classes, measure forgetting.")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (repeatable): a module that calls "
+                             "i2i_unlearn.zoo.register_family, so checkpoints of your own model "
+                             "class load by directory like the zoo's")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="train a model from scratch (the tiny zoo, or the "
@@ -230,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        for module in args.imports:
+            importlib.import_module(module)
         return {"pretrain": _pretrain, "unlearn": _unlearn, "evaluate": _evaluate,
                 "audit": _audit, "reproduce": _reproduce}[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError,

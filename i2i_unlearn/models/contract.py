@@ -14,6 +14,8 @@ which one fails, naming the method, before any compute is spent::
 from __future__ import annotations
 
 import copy
+import json
+import warnings
 from typing import Callable
 
 import pandas as pd
@@ -51,12 +53,13 @@ def check_contract(model: I2IModel, x: torch.Tensor | None = None, mask: torch.T
     """Run every assumption the unlearning loop makes about ``model`` on one small batch.
 
     x: (B, C, H, W) in [-1, 1], default 4 seeded random images of ``model.image_shape``; use real
-    images where the model behaves differently on them. mask: (B, 1, H, W), default the centre
-    8/16 box. ``atol``: tolerance of the equality checks (visible pixels, reproducibility).
+    images where the model behaves differently on them (they are moved to the model's device).
+    mask: (B, 1, H, W), default the centre 8/16 box. ``atol``: tolerance of the equality checks.
 
     Returns a table (check, method, status, detail) with status ``ok``, ``warn`` (the loop runs,
-    but read the detail) or ``fail``. Raises :class:`ContractError` listing the failures unless
-    ``raise_on_failure`` is False. The model is left as it was (mode and gradients).
+    but read the detail; issued as a ``UserWarning`` unless the check raises) or ``fail``. Raises
+    :class:`ContractError` listing the failures unless ``raise_on_failure`` is False. The model
+    is left as it was: weights, buffers (batch-norm statistics), mode, and the global RNG state.
     """
     if not isinstance(model, I2IModel):
         raise ContractError(f"model: expected an i2i_unlearn.models.base.I2IModel subclass, got "
@@ -72,13 +75,14 @@ def check_contract(model: I2IModel, x: torch.Tensor | None = None, mask: torch.T
         return status != FAIL
 
     was_training = model.training
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
     try:
-        if x is None:
-            x = _default_images(model, seed)
-        if mask is None:
-            mask = masks.centre_box(len(x), x.shape[-1], 0.5).to(x.device)
-        _run_checks(model, x, mask, seed, atol, check)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            _run_checks(model, x, mask, seed, atol, check, device)
     finally:
+        model.load_state_dict(saved)
         model.train(was_training)
         model.zero_grad(set_to_none=True)
     table = pd.DataFrame(rows, columns=["check", "method", "status", "detail"])
@@ -87,21 +91,29 @@ def check_contract(model: I2IModel, x: torch.Tensor | None = None, mask: torch.T
         lines = "\n".join(f"  {r.method}: {r.check}\n      {r.detail}" for r in failed.itertuples())
         raise ContractError(f"model: {type(model).__name__} breaks the I2I contract in "
                             f"{len(failed)} of {len(table)} checks:\n{lines}")
+    for r in table[table["status"] == WARN].itertuples():
+        warnings.warn(f"check_contract: {type(model).__name__}.{r.method}: {r.detail}", stacklevel=2)
     return table
 
 
-def _default_images(model: I2IModel, seed: int) -> torch.Tensor:
-    shape = model.image_shape
-    device = next(model.parameters()).device
-    return (torch.rand(4, *shape, generator=_generator(seed)) * 2 - 1).to(device)
+def _run_checks(model, x, mask, seed, atol, check, device) -> None:
+    check("names its family, and its config rebuilds it (zoo.save / zoo.load)", "config",
+          lambda: _config_round_trip(model))
+    batch = {}
 
+    def images() -> tuple[str, str]:
+        xs = x if x is not None else torch.rand(4, *model.image_shape, generator=_generator(seed)) * 2 - 1
+        dtype = next(model.parameters()).dtype
+        batch["x"] = xs = xs.to(device, dtype)
+        batch["mask"] = m = (mask if mask is not None
+                             else masks.centre_box(len(xs), xs.shape[-1], 0.5)).to(device, dtype)
+        model.check_inputs(xs, m)
+        return OK, f"x {tuple(xs.shape)}, mask {tuple(m.shape)}, on {device}"
 
-def _run_checks(model, x, mask, seed, atol, check) -> None:
-    if not check("accepts the images (check_inputs, image_shape)", "check_inputs",
-                 lambda: (model.check_inputs(x, mask), (OK, f"x {tuple(x.shape)}, mask "
-                                                           f"{tuple(mask.shape)}"))[1]):
+    if not check("accepts the images (check_inputs, image_shape)", "check_inputs", images):
         return  # nothing else can run on images the model rejects
-    if not check("is a sub-module holding some, not all, trainable parameters", "encoder",
+    x, mask = batch["x"], batch["mask"]
+    if not check("is a sub-module holding some, not all, of the parameters", "encoder",
                  lambda: _encoder_is_a_part(model)):
         return  # every later check trains or reads the encoder
     check("copies into teacher and student (copy.deepcopy)", "deepcopy",
@@ -111,6 +123,8 @@ def _run_checks(model, x, mask, seed, atol, check) -> None:
                  lambda: _embedding_shape(model.encode(x, mask, model.sample_corruption(
                      x, mask, _generator(seed))), len(x))):
         return
+    check("works without a corruption (generate, the audit and the figures call it so)", "encode",
+          lambda: _embedding_shape(model.encode(x, mask), len(x)))
     check("draws only from the generator it is given (same seed, same embedding)",
           "sample_corruption", lambda: _same_seed_same_embedding(model, x, mask, seed, atol))
     check("is a function of (x, mask, corruption): two calls agree", "encode",
@@ -119,14 +133,36 @@ def _run_checks(model, x, mask, seed, atol, check) -> None:
           lambda: _train_eval_agree(model, x, mask, seed, atol))
     check("depends on the encoder's parameters (gradients reach them)", "encode",
           lambda: _gradient_reaches_encoder(model, x, mask, seed))
-    check("is a finite scalar with gradients; target=x gives the same loss", "task_loss",
-          lambda: _task_loss(model, x, mask, seed, atol))
+    check("is a finite scalar with gradients; target=x gives the same loss, noise another",
+          "task_loss", lambda: _task_loss(model, x, mask, seed, atol))
     check("returns x's shape, keeps the visible pixels, repeats under a seed", "generate",
           lambda: _generate(model, x, mask, seed, atol))
+    check("reads the encoder: changing the encoder changes the hole", "generate",
+          lambda: _generate_reads_encoder(model, x, mask, seed, atol))
     check("returns an image shaped like x (the forget term's input)", "forget_source",
           lambda: _forget_source(model, x, mask, seed))
     check("one step of the paper's objective: retain term 0 at the start, finite loss",
           "unlearning_loss", lambda: _one_step(model, x, mask, seed, atol))
+
+
+def _config_round_trip(model) -> tuple[str, str]:
+    if model.family == I2IModel.family:
+        return FAIL, "set a class attribute `family` (zoo.save writes it, zoo.load reads it)"
+    saved = json.loads(json.dumps(model.config_dict()))  # as a manifest stores it
+    rebuilt = type(model)(type(model.config)(**saved))
+    shapes = lambda m: {k: tuple(v.shape) for k, v in m.state_dict().items()}
+    if shapes(model) != shapes(rebuilt):
+        return FAIL, "type(model)(config) builds a model with other parameters than this one"
+    from ..zoo import _families
+    registered = _families().get(model.family, (None, None))[1]
+    if registered is None:
+        return WARN, (f"family {model.family!r} is not registered: call zoo.register_family("
+                      f"{model.family!r}, {type(model.config).__name__}, {type(model).__name__}) "
+                      "before zoo.load reads a checkpoint of it")
+    if registered is not type(model):
+        return WARN, (f"family {model.family!r} belongs to {registered.__name__}: zoo.load would "
+                      f"rebuild that class, not {type(model).__name__}; give yours its own `family`")
+    return OK, f"family {model.family!r}; {type(model.config).__name__} round-trips through JSON"
 
 
 def _encoder_is_a_part(model) -> tuple[str, str]:
@@ -138,15 +174,13 @@ def _encoder_is_a_part(model) -> tuple[str, str]:
     outside = [p for p in enc if id(p) not in own]
     if outside:
         return FAIL, f"{len(outside)} of its parameter tensors are not the model's own"
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    enc_trainable = [p for p in enc if p.requires_grad]
-    if not enc_trainable:
+    if not any(p.requires_grad for p in enc):
         return FAIL, "no trainable parameter: the paper's method would have nothing to change"
-    n_enc, n_all = sum(p.numel() for p in enc_trainable), sum(p.numel() for p in trainable)
+    n_enc, n_all = sum(p.numel() for p in enc), sum(p.numel() for p in model.parameters())
     if n_enc == n_all:
-        return FAIL, ("holds every trainable parameter: the paper's method keeps a decoder "
-                      "frozen, so the encoder must be a part of the model")
-    return OK, f"{n_enc:,} of {n_all:,} trainable parameters ({n_enc / n_all:.0%})"
+        return FAIL, ("holds every parameter: the paper's method keeps a decoder frozen, so the "
+                      "encoder must be a part of the model")
+    return OK, f"{n_enc:,} of {n_all:,} parameters ({n_enc / n_all:.0%})"
 
 
 def _embedding_shape(e, batch: int) -> tuple[str, str]:
@@ -189,14 +223,15 @@ def _repeatable(model, x, mask, seed, atol) -> tuple[str, str]:
 def _train_eval_agree(model, x, mask, seed, atol) -> tuple[str, str]:
     corruption = model.sample_corruption(x, mask, _generator(seed))
     model.train()
-    torch.manual_seed(seed)
     trained = model.encode(x, mask, corruption)
     model.eval()
     diff = _max_diff(trained, model.encode(x, mask, corruption))
     if diff > atol:
-        return WARN, (f"differ by {diff:.3g} (dropout or batch-norm statistics in the encoder?): "
-                      "the retain term is not zero even before the first step, and batch-norm "
-                      "running statistics of the encoder would drift during unlearning")
+        return WARN, (f"differ by {diff:.3g} (dropout, batch-norm statistics, or randomness "
+                      "outside sample_corruption?): the student trains in train() mode, so its "
+                      "retain term is not zero even before the first step; with dropout (as "
+                      "Palette's) that is noise, with a corruption drawn outside "
+                      "sample_corruption the student and teacher see different inputs")
     return OK, "equal"
 
 
@@ -219,7 +254,7 @@ def _gradient_reaches_encoder(model, x, mask, seed) -> tuple[str, str]:
 
 def _task_loss(model, x, mask, seed, atol) -> tuple[str, str]:
     corruption = model.sample_corruption(x, mask, _generator(seed))
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # the same global draws for each call (the caller's state is restored)
     loss = model.task_loss(x, mask, corruption)
     if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
         return FAIL, f"expected a scalar tensor, got {getattr(loss, 'shape', type(loss).__name__)}"
@@ -233,7 +268,13 @@ def _task_loss(model, x, mask, seed, atol) -> tuple[str, str]:
     if abs(value_t - value) > atol * max(1.0, abs(value)):
         return FAIL, (f"target=x gives {value_t:.6g}, without target {value:.6g}: "
                       "`target` must only replace what the hidden region is compared with")
-    return OK, f"{value:.4g}"
+    torch.manual_seed(seed)
+    noise = torch.randn(x.shape, generator=_generator(seed + 1)).to(x.device, x.dtype)
+    with_noise = model.task_loss(x, mask, corruption, target=noise).item()
+    if abs(with_noise - value) <= atol * max(1.0, abs(value)):
+        return FAIL, ("target=noise gives the same loss as target=x: `target` is ignored, so "
+                      "Noisy Label and Retain Label would train on the forget images themselves")
+    return OK, f"{value:.4g} (target=noise: {with_noise:.4g})"
 
 
 def _generate(model, x, mask, seed, atol) -> tuple[str, str]:
@@ -246,7 +287,8 @@ def _generate(model, x, mask, seed, atol) -> tuple[str, str]:
     moved = float((out - x)[visible].abs().max()) if visible.any() else 0.0
     if moved > atol:
         return FAIL, (f"changes visible pixels by up to {moved:.3g}: paste them back "
-                      "(x * (1 - mask) + generated * mask); the metrics score the hole only")
+                      "(x * (1 - mask) + generated * mask); FID, IS, the embedding cosine and "
+                      "the classifier score whole images, which may differ from x only in the hole")
     again = float((model.generate(x, mask, _generator(seed)) - out).abs().max())
     if again > atol:
         return FAIL, f"the same seed gives outputs {again:.3g} apart: draw from `generator`"
@@ -254,6 +296,22 @@ def _generate(model, x, mask, seed, atol) -> tuple[str, str]:
     if low < -1 - atol or high > 1 + atol:
         return WARN, f"values in [{low:.3g}, {high:.3g}], outside the images' [-1, 1]"
     return OK, "visible pixels unchanged; same seed, same output"
+
+
+@torch.no_grad()
+def _generate_reads_encoder(model, x, mask, seed, atol) -> tuple[str, str]:
+    changed = copy.deepcopy(model)
+    g = _generator(seed + 2)
+    for p in changed.encoder.parameters():
+        p.add_(torch.randn(p.shape, generator=g).to(p.device, p.dtype) * (p.std() if p.numel() > 1
+                                                                        else p.abs()).clamp_min(0.1))
+    hole = (mask > 0.5).expand_as(x)
+    diff = float((changed.generate(x, mask, _generator(seed)) - model.generate(x, mask, _generator(seed)))
+                 [hole].abs().max()) if hole.any() else 0.0
+    if diff <= atol:
+        return FAIL, ("perturbing the encoder's weights changes nothing generate returns: "
+                      "unlearning the encoder would change nothing that is scored")
+    return OK, f"the hole moves by up to {diff:.3g}"
 
 
 @torch.no_grad()
@@ -282,9 +340,8 @@ def _one_step(model, x, mask, seed, atol) -> tuple[str, str]:
     if not torch.isfinite(loss):
         return FAIL, f"loss is {loss.item()}"
     loss.backward()
-    frozen = [n for n, p in student.named_parameters() if id(p) not in chosen and p.grad is not None]
-    if frozen:
-        return FAIL, f"parameters outside the encoder got gradients: {frozen[:3]}"
+    if not any(p.grad is not None and p.grad.abs().sum() > 0 for p in params):
+        return FAIL, "the loss gives the encoder no gradient"
     student.eval()
     with torch.no_grad():
         start_gap = embedding_mse(student.encode(x_r, mask[:half]),

@@ -12,8 +12,10 @@ Nothing here is from the paper. It is the smallest model that fills the I2I cont
 - ``task_loss``: MSE over the pixels the encoder did not see;
 - ``generate``: one decoder pass, visible pixels pasted back.
 
-Copy this file, swap in your own layers, and run :func:`i2i_unlearn.models.contract.check_contract`
-on the result before unlearning (``notebooks/11_own_model.ipynb`` does all of it).
+Copy this file, swap in your own layers, give the class its own ``family`` name, register it
+(``i2i_unlearn.zoo.register_family``) so its checkpoints load, and run
+:func:`i2i_unlearn.models.contract.check_contract` on it before unlearning
+(``notebooks/11_own_model.ipynb`` does all of it).
 """
 from __future__ import annotations
 
