@@ -24,6 +24,7 @@ random-encoder  encoder      retain as ours + α · ||E(T(x_f)) − g||², g ~ N
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -249,6 +250,11 @@ def unlearn_classes(model, forget, retain=None, retain_set: str = "retain", meth
     from .evaluate import evaluate_forgetting
 
     source = model if isinstance(model, I2IModel) else zoo.load(model)
+    try:  # the manifest needs it: fail now, not after the training
+        json.dumps(source.config_dict())
+    except (TypeError, ValueError, AttributeError) as err:
+        raise ValueError(f"model: its config cannot be stored in a manifest ({err}); make "
+                         f"config a dataclass of JSON values (check_contract tests this)") from err
     source_manifest = getattr(source, "manifest", None) or {}
     if dataset is None:
         if "data" not in source_manifest:

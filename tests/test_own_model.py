@@ -232,3 +232,9 @@ def test_the_cli_imports_a_module_that_registers_a_family(tmp_path, monkeypatch,
     assert cli.main(args) != 0 and "register_family" in capsys.readouterr().err
     assert cli.main(["--import", "my_models", *args]) == 0
     assert (tmp_path / "s.json").exists()
+
+
+def test_unlearn_classes_rejects_an_unsavable_config_before_training():
+    with pytest.raises(ValueError, match="^model: its config cannot be stored"):
+        unlearn_classes(ConfigIsNotADataclass(), [0, 1, 2], dataset=load_dataset("mnist"),
+                        alpha=1, steps=1000, lr=1e-3, batch_size=4, progress=False)
