@@ -123,26 +123,12 @@ def _run_checks(model, x, mask, seed, atol, check, device) -> None:
                  lambda: _embedding_shape(model.encode(x, mask, model.sample_corruption(
                      x, mask, _generator(seed))), len(x))):
         return
-    check("works without a corruption (generate, the audit and the figures call it so)", "encode",
-          lambda: _embedding_shape(model.encode(x, mask), len(x)))
-    check("draws only from the generator it is given (same seed, same embedding)",
-          "sample_corruption", lambda: _same_seed_same_embedding(model, x, mask, seed, atol))
-    check("is a function of (x, mask, corruption): two calls agree", "encode",
-          lambda: _repeatable(model, x, mask, seed, atol))
-    check("gives the same embedding in train() and eval() mode (student vs teacher)", "encode",
-          lambda: _train_eval_agree(model, x, mask, seed, atol))
-    check("depends on the encoder's parameters (gradients reach them)", "encode",
-          lambda: _gradient_reaches_encoder(model, x, mask, seed))
-    check("is a finite scalar with gradients; target=x gives the same loss, noise another",
-          "task_loss", lambda: _task_loss(model, x, mask, seed, atol))
-    check("returns x's shape, keeps the visible pixels, repeats under a seed", "generate",
-          lambda: _generate(model, x, mask, seed, atol))
-    check("reads the encoder: changing the encoder changes the hole", "generate",
-          lambda: _generate_reads_encoder(model, x, mask, seed, atol))
-    check("returns an image shaped like x (the forget term's input)", "forget_source",
-          lambda: _forget_source(model, x, mask, seed))
-    check("one step of the paper's objective: retain term 0 at the start, finite loss",
-          "unlearning_loss", lambda: _one_step(model, x, mask, seed, atol))
+    for name, method, fn in _BATCH_CHECKS:
+        check(name, method, lambda fn=fn: fn(model, x, mask, seed, atol))
+
+
+def _without_corruption(model, x, mask, seed, atol) -> tuple[str, str]:
+    return _embedding_shape(model.encode(x, mask), len(x))
 
 
 def _config_round_trip(model) -> tuple[str, str]:
@@ -235,7 +221,7 @@ def _train_eval_agree(model, x, mask, seed, atol) -> tuple[str, str]:
     return OK, "equal"
 
 
-def _gradient_reaches_encoder(model, x, mask, seed) -> tuple[str, str]:
+def _gradient_reaches_encoder(model, x, mask, seed, atol) -> tuple[str, str]:
     model.zero_grad(set_to_none=True)
     e = model.encode(x, mask, model.sample_corruption(x, mask, _generator(seed)))
     sum(m.float().pow(2).mean() for m in _maps(e)).backward()
@@ -315,7 +301,7 @@ def _generate_reads_encoder(model, x, mask, seed, atol) -> tuple[str, str]:
 
 
 @torch.no_grad()
-def _forget_source(model, x, mask, seed) -> tuple[str, str]:
+def _forget_source(model, x, mask, seed, atol) -> tuple[str, str]:
     noise = torch.randn(x.shape, generator=_generator(seed)).to(x.device)
     source = model.forget_source(x, noise, mask)
     if not isinstance(source, torch.Tensor) or source.shape != x.shape:
@@ -351,3 +337,26 @@ def _one_step(model, x, mask, seed, atol) -> tuple[str, str]:
         return WARN, detail + (" -- the retain term is not 0 before training: the student "
                                "differs from the teacher (see the train/eval check)")
     return OK, detail
+
+
+# The checks run on the batch once the model has accepted it and its encoder is sound:
+# (what is checked, the contract method it concerns, check(model, x, mask, seed, atol)).
+_BATCH_CHECKS = [
+    ("works without a corruption (generate, the audit and the figures call it so)", "encode",
+     _without_corruption),
+    ("draws only from the generator it is given (same seed, same embedding)", "sample_corruption",
+     _same_seed_same_embedding),
+    ("is a function of (x, mask, corruption): two calls agree", "encode", _repeatable),
+    ("gives the same embedding in train() and eval() mode (student vs teacher)", "encode",
+     _train_eval_agree),
+    ("depends on the encoder's parameters (gradients reach them)", "encode",
+     _gradient_reaches_encoder),
+    ("is a finite scalar with gradients; target=x gives the same loss, noise another",
+     "task_loss", _task_loss),
+    ("returns x's shape, keeps the visible pixels, repeats under a seed", "generate", _generate),
+    ("reads the encoder: changing the encoder changes the hole", "generate",
+     _generate_reads_encoder),
+    ("returns an image shaped like x (the forget term's input)", "forget_source", _forget_source),
+    ("one step of the paper's objective: retain term 0 at the start, finite loss",
+     "unlearning_loss", _one_step),
+]
