@@ -212,6 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-csv", default=None, help="file to write the verdict table to")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("check", help="check a model against the I2I contract (every assumption "
+                       "of the unlearning loop) before spending compute on it")
+    p.add_argument("--model", required=True, help="zoo name or checkpoint directory (for your own "
+                   "model class, register its family in a module and pass --import MODULE)")
+    p.add_argument("--images", type=int, default=8,
+                   help="held-out images of the model's dataset to check on, the first of each "
+                        "class in turn; 0: seeded random images (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every draw (default %(default)s)")
+
     p = sub.add_parser("reproduce", help="run the book's notebooks (the paper's tables and "
                        "figures) with papermill at tiny or paper scale")
     p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
@@ -238,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         for module in args.imports:
             importlib.import_module(module)
         return {"pretrain": _pretrain, "unlearn": _unlearn, "evaluate": _evaluate,
-                "audit": _audit, "reproduce": _reproduce}[args.command](args)
+                "audit": _audit, "check": _check, "reproduce": _reproduce}[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError, ImportError,
             ConnectionError) as err:
         print(f"i2i-unlearn {args.command}: error: {err}", file=sys.stderr)
@@ -345,6 +354,28 @@ def _evaluate(args) -> int:
         Path(args.json).write_text(json.dumps(scores, indent=2) + "\n")
     print(paper_table(df, digits=4).to_string())
     return 0
+
+
+def _check(args) -> int:
+    import pandas as pd
+
+    from .data import dataset_of
+    from .models.contract import check_contract
+    if args.images < 0:
+        raise ValueError(f"--images: expected a count >= 0, got {args.images}")
+    model = zoo.load(args.model)
+    x = None
+    if args.images:  # spread evenly over the held-out images sorted by class
+        dataset = dataset_of(model.manifest)
+        order = dataset.eval_labels.argsort(stable=True)
+        x = dataset.eval_images[order[::max(1, len(order) // args.images)][:args.images]]
+    table = check_contract(model, x, seed=args.seed, raise_on_failure=False)
+    with pd.option_context("display.max_colwidth", None, "display.width", 200):
+        print(table.to_string(index=False))
+    failed = int((table["status"] == "fail").sum())
+    print(f"{type(model).__name__} ({args.model}): {len(table) - failed} of {len(table)} checks "
+          f"pass" + (f", {failed} fail" if failed else ""))
+    return 1 if failed else 0
 
 
 def _audit(args) -> int:

@@ -238,3 +238,19 @@ def test_unlearn_classes_rejects_an_unsavable_config_before_training():
     with pytest.raises(ValueError, match="^model: its config cannot be stored"):
         unlearn_classes(ConfigIsNotADataclass(), [0, 1, 2], dataset=load_dataset("mnist"),
                         alpha=1, steps=1000, lr=1e-3, batch_size=4, progress=False)
+
+
+class Repainter(RepaintsTheImage):
+    family = "repainter"
+
+
+def test_cli_check_passes_a_zoo_model_and_fails_a_broken_one(tmp_path, monkeypatch, capsys):
+    from i2i_unlearn import cli
+    assert cli.main(["check", "--model", "mae-mnist", "--images", "4"]) == 0
+    assert "MaskedAutoencoder (mae-mnist): 15 of 15 checks pass" in capsys.readouterr().out
+    monkeypatch.setattr(zoo, "_REGISTERED", {"repainter": (ConvInpainterConfig, Repainter)})
+    torch.manual_seed(0)
+    zoo.save(Repainter(ConvInpainterConfig(width=8)), tmp_path / "r", {"data": {"dataset": "mnist"}})
+    assert cli.main(["check", "--model", str(tmp_path / "r")]) == 1
+    out = capsys.readouterr().out
+    assert "14 of 15 checks pass, 1 fail" in out and "changes visible pixels" in out
