@@ -217,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="zoo name or checkpoint directory (for your own "
                    "model class, register its family in a module and pass --import MODULE)")
     p.add_argument("--images", type=int, default=8,
-                   help="held-out images of the model's dataset to check on, the first of each "
-                        "class in turn; 0: seeded random images (default: %(default)s)")
+                   help="held-out images of the model's dataset to check on, spread over its "
+                        "classes; 0: seeded random images (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of every draw (default %(default)s)")
 
     p = sub.add_parser("reproduce", help="run the book's notebooks (the paper's tables and "

@@ -52,7 +52,7 @@ def pretrain(family: str, data: str, exclude_classes=(), loop: LoopConfig | None
     if weights_dtype not in WEIGHT_DTYPES:
         raise ValueError(f"weights_dtype (--weights-dtype): expected one of {WEIGHT_DTYPES}, "
                          f"got {weights_dtype!r}")
-    loop = loop or LoopConfig(steps=3000, lr=1.5e-3, warmup_steps=100, weight_decay=0.05)
+    loop = loop or default_loop()
     if mask_ratio is not None and not (len(mask_ratio) == 2 and 0 <= mask_ratio[0] <= mask_ratio[1] < 1):
         raise ValueError(f"mask_ratio (--mask-ratio): expected LO HI with 0 <= LO <= HI < 1, "
                          f"got {mask_ratio}")
@@ -83,6 +83,11 @@ def pretrain(family: str, data: str, exclude_classes=(), loop: LoopConfig | None
     return model, info
 
 
+def default_loop() -> LoopConfig:
+    """The pre-training loop when none is given (the zoo's manifests record their own)."""
+    return LoopConfig(steps=3000, lr=1.5e-3, warmup_steps=100, weight_decay=0.05)
+
+
 def fit(model: I2IModel, images: torch.Tensor, loop: LoopConfig | None = None,
         batch_size: int = 128, progress: bool = True) -> list[dict]:
     """Train ``model`` in place on ``images`` with its own ``task_loss`` and random training masks.
@@ -92,7 +97,7 @@ def fit(model: I2IModel, images: torch.Tensor, loop: LoopConfig | None = None,
     a ``pretraining_stages()`` hook trains stage by stage (VQ-GAN: tokenizer, then transformer).
     Returns the logged rows; the model is left in eval mode.
     """
-    loop = loop or LoopConfig(steps=3000, lr=1.5e-3, warmup_steps=100, weight_decay=0.05)
+    loop = loop or default_loop()
     model.check_inputs(images[:1])
     history, stages = [], _stages(model, loop)
     for name, params, stage_loop, loss_fn in stages:
