@@ -148,6 +148,17 @@ def trainable_parameters(model: I2IModel, method: str) -> list[torch.nn.Paramete
     return [p for p in module.parameters() if p.requires_grad]
 
 
+def teacher_and_student(model: I2IModel, method: str) -> tuple[I2IModel, I2IModel, list]:
+    """A frozen copy of ``model`` (the teacher), a trainable copy (the student) and the student's
+    parameters ``method`` trains; the rest of the student is frozen (e.g. the decoder, for ours)."""
+    teacher, student = freeze(copy.deepcopy(model)), copy.deepcopy(model)
+    params = trainable_parameters(student, method)
+    chosen = {id(p) for p in params}
+    for p in student.parameters():
+        p.requires_grad_(id(p) in chosen)
+    return teacher, student, params
+
+
 def run_unlearning(model: I2IModel, forget_images: torch.Tensor, retain_images: torch.Tensor,
                    config: UnlearnConfig, checkpoint_dir=None, resume: bool = False,
                    progress: bool = True) -> tuple[I2IModel, list[dict]]:
@@ -160,12 +171,7 @@ def run_unlearning(model: I2IModel, forget_images: torch.Tensor, retain_images: 
         if len(x) == 0:
             raise ValueError(f"{name}: the set is empty")
         model.check_inputs(x[:1])
-    teacher = freeze(copy.deepcopy(model))
-    student = copy.deepcopy(model)
-    params = trainable_parameters(student, config.method)
-    chosen = {id(p) for p in params}
-    for p in student.parameters():  # the rest stays frozen (e.g. the decoder, for ours)
-        p.requires_grad_(id(p) in chosen)
+    teacher, student, params = teacher_and_student(model, config.method)
 
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env

@@ -310,13 +310,8 @@ def _forget_source(model, x, mask, seed, atol) -> tuple[str, str]:
 
 
 def _one_step(model, x, mask, seed, atol) -> tuple[str, str]:
-    from ..unlearn import trainable_parameters, unlearning_loss
-    from .base import freeze
-    teacher, student = freeze(copy.deepcopy(model)), copy.deepcopy(model)
-    params = trainable_parameters(student, "ours")
-    chosen = {id(p) for p in params}
-    for p in student.parameters():
-        p.requires_grad_(id(p) in chosen)
+    from ..unlearn import teacher_and_student, unlearning_loss
+    teacher, student, params = teacher_and_student(model, "ours")
     student.train()
     half = max(1, len(x) // 2)
     x_f, x_r = x[:half], x[half:2 * half] if len(x) >= 2 else x[:half]
