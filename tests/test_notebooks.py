@@ -128,6 +128,28 @@ def test_book_builds_with_warnings_as_errors(book_html):
 
 
 @pytest.mark.slow
+def test_glued_tables_are_numbered_as_tables_and_figures_as_figures(book_html):
+    """_ext/glued_tables.py: a glued DataFrame is "Table N", a glued plot stays "Fig. N"; each
+    kind counts on its own, across the whole book."""
+    numbers = {"Table": [], "Fig.": []}
+    for page in sorted((book_html / "notebooks").glob("*.html")):
+        html = page.read_text()
+        for m in re.finditer(r'<figure class="([^"]*)" id="([^"]*)">(.*?)</figure>', html, re.S):
+            classes, node_id, body = m.groups()
+            label = re.search(r'caption-number">(Table|Fig\.) (\d+) ', body)
+            assert label, f"{page.name}#{node_id}: no caption number"
+            kind, number = label.group(1), int(label.group(2))
+            shows_table, shows_image = "<table" in body, "<img" in body
+            assert kind == ("Table" if shows_table and not shows_image else "Fig."), \
+                f"{page.name}#{node_id} is numbered {kind} {number}"
+            assert ("glued-table" in classes.split()) == (kind == "Table")
+            numbers[kind].append(number)
+    assert len(numbers["Table"]) >= 10 and len(numbers["Fig."]) >= 10
+    for kind, seen in numbers.items():
+        assert seen == list(range(1, len(seen) + 1)), f"{kind} numbers out of order: {seen}"
+
+
+@pytest.mark.slow
 def test_scorecard_pastes_each_pages_verdicts_and_numbers(executed, book_html):
     page = (book_html / "book" / "scorecard.html").read_text()
     assert re.search(r'<img[^>]+src="\.\./_images/[0-9a-f]+\.png"', page)  # 03b's figure, pasted

@@ -27,7 +27,7 @@ from i2i_unlearn.reproduce import (PAPER_PARAMETERS, TINY_ONLY, execute,  # noqa
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build"
-SOURCES = ("_config.yml", "_toc.yml", "_static", "book", "notebooks")
+SOURCES = ("_config.yml", "_toc.yml", "_static", "_ext", "book", "notebooks")
 
 
 def check_paper_inputs() -> None:
