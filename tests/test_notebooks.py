@@ -189,7 +189,8 @@ COLAB = re.compile(r'https://colab\.research\.google\.com/github/[^"\s]+')
 
 def rendered_dom(page: Path) -> str:
     """The page's DOM after its scripts ran, in headless Chromium with every network name
-    mapped to nowhere (CDN scripts fail fast instead of hanging)."""
+    mapped to nowhere (a CDN script fails fast instead of hanging): what a reader of a copied
+    book sees offline."""
     with tempfile.TemporaryDirectory() as profile:
         out = subprocess.run(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
@@ -213,8 +214,19 @@ def test_every_page_renders_without_errors_in_a_browser(book_html):
         assert "Traceback (most recent call last)" not in dom, name
         assert not re.search(r'class="[^"]*\b(output_error|traceback)\b', dom), name
         assert "{glue:" not in dom, f"{name}: a glue role left unrendered (e.g. inside backticks)"
+        # MathJax and the widget scripts come with the book (tools/vendor_js.py), so equations
+        # are typeset and widgets drawn with no network
+        html = page.read_text()
+        cdn = re.findall(r'<script[^>]+src="(https?://[^"]+)"', html)
+        assert not cdn, f"{name}: scripts from CDNs (did tools/vendor_js.py fail?): {cdn}"
+        if 'class="math notranslate' in html:
+            assert "<mjx-container" in dom, f"{name}: equations not typeset"
+            assert not re.search(r"\\[(\[]", dom), f"{name}: raw TeX left in the page"
+        views = html.count("application/vnd.jupyter.widget-view+json")
+        drawn = len(re.findall(r'class="[^"]*\bjupyter-widgets\b', dom))
+        assert drawn >= views, f"{name}: {views} widget views, {drawn} drawn"
         for src in re.findall(r'<img[^>]+src="([^"]+)"', dom):
-            if not src.startswith(("data:", "http")):
+            if not src.startswith(("data:", "blob:", "http")):  # blob: an image widget
                 target = (page.parent / src.split("#")[0]).resolve()
                 assert target.is_file(), f"{name}: missing image {src}"
         links = set(COLAB.findall(dom))

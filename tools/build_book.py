@@ -1,11 +1,13 @@
 """Execute every notebook with papermill into a build copy, then build the HTML book with -W.
 
-    python tools/build_book.py [--scale tiny|paper] [--executed DIR]
+    python tools/build_book.py [--scale tiny|paper] [--executed DIR] [--cdn]
 
 The build copy (``_build/src``) keeps the committed layout (``notebooks/<name>.ipynb``), so the
 Colab button of each page points at the committed notebook. Papermill's injected-parameters cell
 is tagged ``remove-cell``; each notebook shows the scale of its numbers in a visible banner.
-``--executed DIR`` reuses notebooks already executed into DIR (the tests do this).
+``--executed DIR`` reuses notebooks already executed into DIR (the tests do this). MathJax and
+the widget scripts are served from the book itself (``tools/vendor_js.py``), so it works offline;
+``--cdn`` (or no access to the npm registry) leaves them on their CDNs.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from i2i_unlearn import reproduce  # noqa: E402
 # too); re-exported here for the tests.
 from i2i_unlearn.reproduce import (PAPER_PARAMETERS, TINY_ONLY, execute,  # noqa: E402,F401
                                    hide_injected_parameters, paper_models_named, parameters_for)
+import vendor_js  # noqa: E402  (tools/, next to this file)
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "_build"
@@ -42,12 +45,33 @@ def notebooks() -> list[Path]:
     return reproduce.notebooks(ROOT / "notebooks")
 
 
-def build(scale: str = "tiny", executed: Path | None = None, out: Path = BUILD) -> Path:
+def use_vendored_scripts(src: Path) -> bool:
+    """Copy MathJax and the widget scripts into the book at src and point src/_config.yml at them;
+    on failure (no registry, bad checksum) say so and keep the CDNs. -> whether it worked."""
+    import yaml
+
+    try:
+        settings = vendor_js.vendor(src)
+    except (OSError, ValueError) as err:
+        print(f"warning: MathJax and the widget scripts stay on their CDNs (the book needs network "
+              f"access to show equations and widgets): {err}", flush=True)
+        return False
+    config_file = src / "_config.yml"
+    config = yaml.safe_load(config_file.read_text())
+    config.setdefault("sphinx", {}).setdefault("config", {}).update(settings)
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return True
+
+
+def build(scale: str = "tiny", executed: Path | None = None, out: Path = BUILD,
+          vendor: bool = True) -> Path:
     src = out / "src"
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir(parents=True)
     for name in SOURCES:
         (shutil.copytree if (ROOT / name).is_dir() else shutil.copy)(ROOT / name, src / name)
+    if vendor:
+        use_vendored_scripts(src)
     if scale == "paper":
         check_paper_inputs()
     # Notebooks share unlearned models and tables through one cache per scale (never in git).
@@ -77,5 +101,8 @@ if __name__ == "__main__":
     parser.add_argument("--scale", choices=["tiny", "paper"], default="tiny")
     parser.add_argument("--executed", type=Path, default=None,
                         help="folder of already executed notebooks to reuse")
+    parser.add_argument("--cdn", action="store_true",
+                        help="load MathJax and the widget scripts from their CDNs instead of "
+                             "copying them into the book (needs no npm registry)")
     args = parser.parse_args()
-    build(args.scale, args.executed)
+    build(args.scale, args.executed, vendor=not args.cdn)
