@@ -222,6 +222,9 @@ def test_every_page_renders_without_errors_in_a_browser(book_html):
         if 'class="math notranslate' in html:
             assert "<mjx-container" in dom, f"{name}: equations not typeset"
             assert not re.search(r"\\[(\[]", dom), f"{name}: raw TeX left in the page"
+            # an undefined macro is drawn in red, a syntax error as an merror box
+            errors = re.findall(r'<mtext mathcolor="red">([^<]*)|<merror[^>]*data-mjx-error="([^"]*)"', dom)
+            assert not errors, f"{name}: TeX errors {errors}"
         views = html.count("application/vnd.jupyter.widget-view+json")
         drawn = len(re.findall(r'class="[^"]*\bjupyter-widgets\b', dom))
         assert drawn >= views, f"{name}: {views} widget views, {drawn} drawn"
