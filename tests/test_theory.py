@@ -12,6 +12,7 @@ import torch
 from conftest import small_mae
 
 from i2i_unlearn import theory
+from i2i_unlearn.theory import monte_carlo
 
 N_MC = 200_000
 DT = torch.float64
@@ -104,7 +105,7 @@ def test_gaussian_has_the_largest_entropy_for_its_covariance():
     ent = theory.entropy_same_covariance(S)
     assert ent["gaussian"] > ent["laplace"] > ent["uniform"]
     # the uniform and Laplace constructions do have covariance S
-    root = theory._root(S)
+    root = monte_carlo._root(S)
     for white in (torch.rand(N_MC, 3, generator=g, dtype=DT) * 2 * math.sqrt(3) - math.sqrt(3),
                   torch.distributions.Laplace(0.0, 1 / math.sqrt(2)).sample((N_MC, 3)).double()):
         x = white @ root.T
