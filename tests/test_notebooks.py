@@ -129,24 +129,29 @@ def test_book_builds_with_warnings_as_errors(book_html):
 
 @pytest.mark.slow
 def test_glued_tables_are_numbered_as_tables_and_figures_as_figures(book_html):
-    """_ext/glued_tables.py: a glued DataFrame is "Table N", a glued plot stays "Fig. N"; each
-    kind counts on its own, across the whole book."""
-    numbers = {"Table": [], "Fig.": []}
+    """_ext/glued_tables.py: a glued DataFrame is "Table N.k", a glued plot stays "Fig. N.k";
+    N is the chapter (so the book's numbers never read like the paper's "Table 3"), and each kind
+    counts k = 1, 2, ... on its own within a chapter."""
+    counted = {"Table": 0, "Fig.": 0}
     for page in sorted((book_html / "notebooks").glob("*.html")):
         html = page.read_text()
+        chapter = re.search(r'<h1><span class="section-number">(\d+)\. </span>', html)
+        numbers = {"Table": [], "Fig.": []}
         for m in re.finditer(r'<figure class="([^"]*)" id="([^"]*)">(.*?)</figure>', html, re.S):
             classes, node_id, body = m.groups()
-            label = re.search(r'caption-number">(Table|Fig\.) (\d+) ', body)
-            assert label, f"{page.name}#{node_id}: no caption number"
-            kind, number = label.group(1), int(label.group(2))
+            label = re.search(r'caption-number">(Table|Fig\.) (\d+)\.(\d+) ', body)
+            assert label and chapter, f"{page.name}#{node_id}: no chapter-numbered caption"
+            kind = label.group(1)
             shows_table, shows_image = "<table" in body, "<img" in body
             assert kind == ("Table" if shows_table and not shows_image else "Fig."), \
-                f"{page.name}#{node_id} is numbered {kind} {number}"
+                f"{page.name}#{node_id} is numbered {kind}"
             assert ("glued-table" in classes.split()) == (kind == "Table")
-            numbers[kind].append(number)
-    assert len(numbers["Table"]) >= 10 and len(numbers["Fig."]) >= 10
-    for kind, seen in numbers.items():
-        assert seen == list(range(1, len(seen) + 1)), f"{kind} numbers out of order: {seen}"
+            assert label.group(2) == chapter.group(1), f"{page.name}#{node_id}: {label.group(0)}"
+            numbers[kind].append(int(label.group(3)))
+        for kind, seen in numbers.items():
+            assert seen == list(range(1, len(seen) + 1)), f"{page.name}: {kind} numbers {seen}"
+            counted[kind] += len(seen)
+    assert counted["Table"] >= 10 and counted["Fig."] >= 10
 
 
 @pytest.mark.slow
