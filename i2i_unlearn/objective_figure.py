@@ -53,10 +53,10 @@ def objective_figure(original: I2IModel, unlearned: I2IModel, x_f: torch.Tensor,
                                unlearned.generate(x_f, mask, generator())],
         "noise $n$ (forget target)": [noise_source, masked_view(noise_source, mask), None, None],
     }
-    columns = ["image", "$\\mathcal{T}(\\cdot)$: the hole (+ own random drops)",
-               "generate(), original $E_0$", "generate(), unlearned $E_\\theta$"]
-    fig, axes = plt.subplots(3, 5, figsize=(11, 6.4),
-                             gridspec_kw={"width_ratios": [1, 1, 1, 1, 2.6]})
+    columns = ["image", "$\\mathcal{T}(\\cdot)$: the hole\n(+ own random drops)",
+               "generate(),\noriginal $E_0$", "generate(),\nunlearned $E_\\theta$"]
+    # sized for the book's text column (about 8 inches at 100 dpi), so text stays legible there
+    fig, axes = plt.subplots(3, 5, figsize=(9, 6.8), gridspec_kw={"width_ratios": [1, 1, 1, 1, 2.4]})
     for r, (label, images) in enumerate(rows.items()):
         for c, image in enumerate(images):
             ax = axes[r, c]
@@ -66,22 +66,23 @@ def objective_figure(original: I2IModel, unlearned: I2IModel, x_f: torch.Tensor,
                 continue
             ax.imshow(to_numpy_image(image[0]), cmap="gray", vmin=0, vmax=1)
             if r == 0:
-                ax.set_title(columns[c], fontsize=8)
+                ax.set_title(columns[c], fontsize=10.5)
             if c == 0:
-                ax.set_ylabel(label, fontsize=9)
+                ax.set_ylabel(label, fontsize=10.5)
         axes[r, 4].axis("off")
-    term = "{}: {:.4g} (original) → {:.4g} (unlearned)"
-    axes[0, 4].text(0, 0.5, "retain term\n$\\|E_\\theta(\\mathcal{T}(x_r)) - E_0(\\mathcal{T}(x_r))\\|^2$\n"
-                    + term.format("value", before["retain"], after["retain"])
-                    + "\nkeeps retain embeddings where they were", fontsize=8.5, va="center")
-    axes[1, 4].text(0, 0.5, "forget term ($\\times\\,\\alpha$ = " + f"{alpha:g})\n"
-                    "$\\|E_\\theta(\\mathcal{T}(x_f)) - E_0(\\mathcal{T}(n))\\|^2$\n"
-                    + term.format("value", before["forget"], after["forget"])
-                    + "\npulls forget embeddings to the noise's", fontsize=8.5, va="center")
-    axes[2, 4].text(0, 0.5, "the target: the frozen original encoder $E_0$\napplied to "
-                    "forget_source(x_f, n, mask)\nunder the same corruption draw\n"
-                    "(the decoder is never trained)", fontsize=8.5, va="center")
+    term = "original {:.3g} → unlearned {:.3g}"
+    notes = [
+        "retain term\n$\\|E_\\theta(\\mathcal{T}(x_r)) - E_0(\\mathcal{T}(x_r))\\|^2$\n"
+        + term.format(before["retain"], after["retain"]) + "\nkeeps retain embeddings\nwhere they were",
+        "forget term ($\\times\\,\\alpha$ = " + f"{alpha:g})\n"
+        "$\\|E_\\theta(\\mathcal{T}(x_f)) - E_0(\\mathcal{T}(n))\\|^2$\n"
+        + term.format(before["forget"], after["forget"]) + "\npulls forget embeddings\nto the noise's",
+        "the target: the frozen original\nencoder $E_0$ applied to\nforget_source(x_f, n, mask)\n"
+        "under the same corruption draw\n(the decoder is never trained)",
+    ]
+    for r, note in enumerate(notes):
+        axes[r, 4].text(0.02, 0.5, note, fontsize=10.5, va="center", linespacing=1.35)
     fig.suptitle(f"The paper's objective on one forget and one retain image, {original.family} "
-                 f"model ({scale} scale)", fontsize=10)
+                 f"model ({scale} scale)", fontsize=12)
     fig.tight_layout()
     return fig

@@ -91,7 +91,7 @@ def tsne_plot(groups: dict[str, torch.Tensor], title: str = "", scale: str = "ti
         color, marker = GROUP_STYLE.get(label, (f"C{i}", "o"))
         ax.scatter(xy[:, 0], xy[:, 1], s=9, alpha=0.7, c=color, marker=marker, label=label)
     ax.set_xticks([]), ax.set_yticks([])
-    ax.legend(fontsize=7, markerscale=1.5)
+    ax.legend(fontsize=8.5, markerscale=1.5)
     ax.set_title(f"{title} ({scale} scale)" if title else f"t-SNE ({scale} scale)", fontsize=10)
     fig.tight_layout()
     return fig
@@ -115,7 +115,7 @@ def tradeoff_curves(df, x: str = "alpha", metrics=("fid", "cosine"), title: str 
                 ax.axhline(reference[(s, metric)], color=f"C{i}", ls=":", lw=1)
         ax.set_xlabel(x)
         ax.set_ylabel(metric)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8.5)
     fig.suptitle(f"{title} ({scale} scale)" if title else f"trade-off ({scale} scale)", fontsize=10)
     fig.tight_layout()
     return fig

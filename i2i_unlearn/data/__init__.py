@@ -1,5 +1,7 @@
 """Data: tiny shipped datasets, paper-scale ImageFolder datasets, and class splits.
 
+What is where::
+
     load_dataset("mnist" | "scenes") -> ImageDataset     tiny, 32×32, in [-1, 1], no download
     load_dataset("imagenet" | "places", image_size)      paper folders, from $I2I_UNLEARN_<NAME>
     dataset_of(manifest)                                 the data a checkpoint was made on
