@@ -146,6 +146,9 @@ def test_glued_tables_are_numbered_as_tables_and_figures_as_figures(book_html):
             assert kind == ("Table" if shows_table and not shows_image else "Fig."), \
                 f"{page.name}#{node_id} is numbered {kind}"
             assert ("glued-table" in classes.split()) == (kind == "Table")
+            first_row = re.search(r"<tbody>\s*<tr>(.*?)</tr>", body, re.S)
+            if kind == "Table" and len(re.findall(r"<t[dh][\s>]", first_row.group(1))) >= 10:
+                assert "full-width" in classes.split(), f"{page.name}#{node_id}: wide, not full-width"
             assert label.group(2) == chapter.group(1), f"{page.name}#{node_id}: {label.group(0)}"
             numbers[kind].append(int(label.group(3)))
         for kind, seen in numbers.items():
