@@ -54,7 +54,7 @@ def plot_probe(rows: pd.DataFrame, original: str = "original", reference: str = 
         ax.set_ylim(0, 1.02)
         ax.set_ylabel("held-out accuracy")
         ax.set_title(task, fontsize=9)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=8.5, loc="lower right")
     return _title(fig, "Linear probe on encoder embeddings", scale)
 
 
@@ -74,7 +74,7 @@ def plot_membership(scores: pd.DataFrame, metrics: pd.DataFrame, statistic: str 
     ax.set_xlabel("false-positive rate (held-out called member)")
     ax.set_ylabel("true-positive rate")
     ax.set_title(f"ROC, {statistic} attack", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=8.5)
     stats = list(dict.fromkeys(metrics["statistic"]))
     auc = metrics[metrics["metric"] == "auc"]
     width = 0.8 / len(names)
@@ -102,7 +102,7 @@ def plot_relearn(rows: pd.DataFrame, original: str = "original", reference: str 
         ax.set_xlabel("fine-tuning steps on the forget images")
         ax.set_ylabel("hidden-region MSE (held-out)")
         ax.set_title(metric.replace("_mse", " classes"), fontsize=9)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=8.5)
     return _title(fig, "Relearning: forget reconstruction after fine-tuning", scale)
 
 
@@ -126,7 +126,7 @@ def plot_context(rows: pd.DataFrame, original: str = "original", reference: str 
         ax.set_xlabel("hidden share of the image")
         ax.set_title("centre box" if kind == "centre" else "outpainting (hidden border)", fontsize=9)
     axes[0, 0].set_ylabel("forget MSE / retain MSE")
-    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].legend(fontsize=8.5)
     return _title(fig, "Context sweep: forget vs retain reconstruction", scale)
 
 
