@@ -5,8 +5,9 @@ captioned "Fig. N" and shares the figures' count. This extension turns, while ea
 every figure whose content is an HTML table (and no image) into a ``glued_table`` node, which
 Sphinx numbers under ``table`` (``numfig_format['table']``). ``_static/glued-tables.css`` puts
 its caption above the table, where tables carry it. Two layout classes follow from the table's
-cells: ``compact`` (every cell short, e.g. ``0.460 ± 0.012``: cells never wrap) and
-``full-width`` (the theme's class: a table of many columns also takes the right margin).
+cells: ``full-width`` (the theme's class: a table wider than the text column also takes the
+right margin) and ``compact`` (short cells, e.g. ``0.460 ± 0.012``, that fit that width on one
+line each: they never wrap).
 """
 from __future__ import annotations
 
@@ -29,18 +30,33 @@ def holds_table(figure: nodes.figure) -> bool:
                if "html" in raw.get("format", "").split())
 
 
-SHORT_CELL = 24    # characters: a table whose cells are all this short is "compact"
-MANY_COLUMNS = 10  # cells in a body row from which a table is "full-width"
+SHORT_CELL = 24       # characters: a table whose cells are all this short may keep them on one line
+CHAR_PX, PAD_PX = 7.6, 17  # rough width of a character and of a cell's padding at the tables' font
+TEXT_PX, FULL_PX = 600, 900  # the text column, and the text column with the right margin (with room)
+
+
+def _text(cell: str) -> str:
+    return re.sub(r"<[^>]+>", "", cell).strip()
 
 
 def layout_classes(figure: nodes.figure) -> list[str]:
+    """``compact`` and ``full-width`` from an estimate of the table's width on one line per cell:
+    wider than the text column takes the margin too; wider than that lets long cells wrap."""
     html = " ".join(raw.astext() for raw in figure.findall(nodes.raw))
-    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", html, re.S)]
-    body = html[html.find("<tbody"):]
-    row = re.search(r"<tr[^>]*>(.*?)</tr>", body, re.S)
-    columns = len(re.findall(r"<t[dh][\s>]", row.group(1))) if row else 0
-    return ((["compact"] if cells and max(map(len, cells)) <= SHORT_CELL else [])
-            + (["full-width"] if columns >= MANY_COLUMNS else []))
+    split = html.find("<tbody")
+    cells = lambda row: [_text(c) for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)]  # noqa: E731
+    rows = [cells(row) for row in re.findall(r"<tr[^>]*>(.*?)</tr>", html[split:], re.S)]
+    header = [cells(row) for row in re.findall(r"<tr[^>]*>(.*?)</tr>", html[:split], re.S)][-1:]
+    if not rows:
+        return []
+    # a header wraps between words; the column labels are the last header row
+    rows += [[max(map(len, h.split()), default=0) * "x" for h in row] for row in header]
+    columns = max(map(len, rows))
+    longest = [max((len(r[i]) for r in rows if i < len(r)), default=0) for i in range(columns)]
+    width = sum(CHAR_PX * n + PAD_PX for n in longest)
+    short = max(longest) <= SHORT_CELL
+    return ((["compact"] if short and width <= FULL_PX else [])
+            + (["full-width"] if width > TEXT_PX else []))
 
 
 class NumberGluedTables(SphinxTransform):

@@ -1,14 +1,13 @@
 """Data: tiny shipped datasets, paper-scale ImageFolder datasets, and class splits.
 
-What is where::
-
-    load_dataset("mnist" | "scenes") -> ImageDataset     tiny, 32×32, in [-1, 1], no download
-    load_dataset("imagenet" | "places", image_size)      paper folders, from $I2I_UNLEARN_<NAME>
-    dataset_of(manifest)                                 the data a checkpoint was made on
-    make_split / default_split -> ClassSplit             forget / retain / proxy class ids
-    BalancedPairSampler                                  equal forget + retain rows per batch
-    ClassListImageFolder, imagenet_split, places_split   ImageNet-1K / Places-365 at paper scale
-    FolderImageDataset                                   the tiny datasets' interface over those folders
+- ``load_dataset("mnist" | "scenes") -> ImageDataset``: tiny, 32×32, in [-1, 1], no download
+- ``load_dataset("imagenet" | "places", image_size)``: paper folders, from ``$I2I_UNLEARN_<NAME>``
+- ``dataset_of(manifest)``: the data a checkpoint was made on
+- ``make_split`` / ``default_split -> ClassSplit``: forget / retain / proxy class ids
+- ``BalancedPairSampler``: equal forget + retain rows per batch
+- ``ClassListImageFolder``, ``imagenet_split``, ``places_split``: ImageNet-1K / Places-365 at
+  paper scale
+- ``FolderImageDataset``: the tiny datasets' interface over those folders
 """
 from .folders import (PAPER_SPLITS, ClassListImageFolder, imagenet_split, places_split,
                       read_class_list)
