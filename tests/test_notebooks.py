@@ -195,17 +195,33 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 COLAB = re.compile(r'https://colab\.research\.google\.com/github/[^"\s]+')
 
 
+# Run after the page's own scripts: the width every display equation takes against the width
+# it has, written into the DOM for --dump-dom to carry out.
+MEASURE = """<script>window.addEventListener("load", () => setTimeout(() => {
+  const w = [...document.querySelectorAll("mjx-container[display=true]")].map(
+    m => Math.round(m.scrollWidth) + "/" + Math.round(m.parentElement.clientWidth));
+  document.body.setAttribute("data-equation-widths", w.join(" "));
+}, 1000));</script>"""
+
+
 def rendered_dom(page: Path) -> str:
-    """The page's DOM after its scripts ran, in headless Chromium with every network name
-    mapped to nowhere (a CDN script fails fast instead of hanging): what a reader of a copied
-    book sees offline."""
-    with tempfile.TemporaryDirectory() as profile:
-        out = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--no-first-run", f"--user-data-dir={profile}", "--host-resolver-rules=MAP * 127.0.0.1",
-             "--virtual-time-budget=3000", "--dump-dom", page.as_uri()],
-            capture_output=True, text=True, timeout=120)
+    """The page's DOM after its scripts ran, in headless Chromium at 1280 px with every network
+    name mapped to nowhere (a CDN script fails fast instead of hanging): what a reader of a
+    copied book sees offline. Rendered from a copy next to the page that also measures the
+    display equations (``data-equation-widths`` on <body>)."""
+    copy = page.with_name(f"_measured_{page.name}")
+    copy.write_text(page.read_text().replace("</body>", MEASURE + "</body>"))
+    try:
+        with tempfile.TemporaryDirectory() as profile:
+            out = subprocess.run(
+                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", f"--user-data-dir={profile}",
+                 "--host-resolver-rules=MAP * 127.0.0.1", "--window-size=1280,2000",
+                 "--virtual-time-budget=4000", "--dump-dom", copy.as_uri()],
+                capture_output=True, text=True, timeout=120)
+    finally:
+        copy.unlink()
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
 
@@ -233,6 +249,9 @@ def test_every_page_renders_without_errors_in_a_browser(book_html):
             # an undefined macro is drawn in red, a syntax error as an merror box
             errors = re.findall(r'<mtext mathcolor="red">([^<]*)|<merror[^>]*data-mjx-error="([^"]*)"', dom)
             assert not errors, f"{name}: TeX errors {errors}"
+            widths = re.search(r'data-equation-widths="([^"]*)"', dom).group(1).split()
+            too_wide = [w for w in widths if int(w.split("/")[0]) > int(w.split("/")[1])]
+            assert not too_wide, f"{name}: display equations wider than the text (px): {too_wide}"
         views = html.count("application/vnd.jupyter.widget-view+json")
         drawn = len(re.findall(r'class="[^"]*\bjupyter-widgets\b', dom))
         assert drawn >= views, f"{name}: {views} widget views, {drawn} drawn"
