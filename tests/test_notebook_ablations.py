@@ -75,8 +75,8 @@ def test_alpha_ablation_trades_forget_damage_for_retain_damage(executed):
 def test_mask_appendix_scores_every_mask_and_draws_the_outpainting_grid(executed):
     values = page_values(executed, "08_appendix_masks",
                          names={"mask_table", "mask_ratio_table", "mask_verdict", "masks_holding",
-                                "outpaint_ours_forget_ratio"},
-                         figures=("fig_masks", "grid_outpaint"))
+                                "outpaint_ours_forget_ratio", "context_table", "context_prose"},
+                         figures=("fig_masks", "grid_outpaint", "fig_context"))
     assert "text/html" in values["mask_table"]
     assert int(number(values, "masks_total")) == 6
     # Measured on mae-mnist (ours, 100 steps, seed 0), forget / retain MSE over the original's:
