@@ -22,12 +22,15 @@ class glued_table(nodes.figure):  # noqa: N801 (docutils names nodes in lower ca
     """A figure made by ``glue:figure`` around a glued table."""
 
 
+def raw_html(figure: nodes.figure) -> str:
+    """The HTML that myst-nb pasted into ``figure`` (empty for images and plain text)."""
+    return " ".join(raw.astext() for raw in figure.findall(nodes.raw)
+                    if "html" in raw.get("format", "").split())
+
+
 def holds_table(figure: nodes.figure) -> bool:
     """Whether ``figure`` shows an HTML table and no image (a glued DataFrame or Styler)."""
-    if any(True for _ in figure.findall(nodes.image)):
-        return False
-    return any("<table" in raw.astext() for raw in figure.findall(nodes.raw)
-               if "html" in raw.get("format", "").split())
+    return not any(True for _ in figure.findall(nodes.image)) and "<table" in raw_html(figure)
 
 
 SHORT_CELL = 24       # characters: a table whose cells are all this short may keep them on one line
@@ -35,18 +38,20 @@ CHAR_PX, PAD_PX = 7.6, 17  # rough width of a character and of a cell's padding 
 TEXT_PX, FULL_PX = 600, 900  # the text column, and the text column with the right margin (with room)
 
 
-def _text(cell: str) -> str:
-    return re.sub(r"<[^>]+>", "", cell).strip()
+def _cells(row: str) -> list[str]:
+    """The text of each <td>/<th> of one table row's HTML."""
+    return [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)]
 
 
 def layout_classes(figure: nodes.figure) -> list[str]:
     """``compact`` and ``full-width`` from an estimate of the table's width on one line per cell:
     wider than the text column takes the margin too; wider than that lets long cells wrap."""
-    html = " ".join(raw.astext() for raw in figure.findall(nodes.raw))
+    html = raw_html(figure)
     split = html.find("<tbody")
-    cells = lambda row: [_text(c) for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row, re.S)]  # noqa: E731
-    rows = [cells(row) for row in re.findall(r"<tr[^>]*>(.*?)</tr>", html[split:], re.S)]
-    header = [cells(row) for row in re.findall(r"<tr[^>]*>(.*?)</tr>", html[:split], re.S)][-1:]
+    if split < 0:
+        return []
+    rows = [_cells(row) for row in re.findall(r"<tr[^>]*>(.*?)</tr>", html[split:], re.S)]
+    header = [_cells(row) for row in re.findall(r"<tr[^>]*>(.*?)</tr>", html[:split], re.S)][-1:]
     if not rows:
         return []
     # a header wraps between words; the column labels are the last header row

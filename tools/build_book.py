@@ -45,9 +45,9 @@ def notebooks() -> list[Path]:
     return reproduce.notebooks(ROOT / "notebooks")
 
 
-def use_vendored_scripts(src: Path) -> bool:
+def use_vendored_scripts(src: Path) -> None:
     """Copy MathJax and the widget scripts into the book at src and point src/_config.yml at them;
-    on failure (no registry, bad checksum) say so and keep the CDNs. -> whether it worked."""
+    on failure (no registry, bad checksum) say so and keep the CDNs."""
     import yaml
 
     try:
@@ -55,12 +55,11 @@ def use_vendored_scripts(src: Path) -> bool:
     except (OSError, ValueError) as err:
         print(f"warning: MathJax and the widget scripts stay on their CDNs (the book needs network "
               f"access to show equations and widgets): {err}", flush=True)
-        return False
+        return
     config_file = src / "_config.yml"
     config = yaml.safe_load(config_file.read_text())
     config.setdefault("sphinx", {}).setdefault("config", {}).update(settings)
     config_file.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-    return True
 
 
 def build(scale: str = "tiny", executed: Path | None = None, out: Path = BUILD,
