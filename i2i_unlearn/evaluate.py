@@ -60,20 +60,26 @@ def evaluate_forgetting(model: I2IModel, dataset: ImageDataset, forget, retain,
 
 @torch.no_grad()
 def target_fill(model: I2IModel, images: torch.Tensor, mask_name: str = "centre-8/16",
-                noise: str = "standard", batch_size: int = 100, seed: int = 0) -> torch.Tensor:
+                noise: str = "standard", batch_size: int = 100, seed: int = 0,
+                draws: int = 16) -> torch.Tensor:
     """What the paper's forget target asks an unlearned model to generate for ``images``.
 
     ``model.generate_from_forget_target``: the original ``model`` generates as if its encoder
-    returned exactly the forget target, ``E(T(x_f)) = E0(T(n))`` with a noise image ``n``, and
-    each image's own visible pixels are put back. The decoder never changes, so this fill is
-    where the objective leads and its error on forget images the most the objective can raise
-    that error. MAE, VQ-GAN: the original fills the hole of the noise image. Diffusion: the
-    encoder runs at every sampling step and is shown, each time, the forget image with pure
-    noise in the hole of x_t (the teacher's input in the forget term). ``noise``: "standard" or
-    "matched" (see ``unlearn.make_noise``). -> (N, C, H, W)
+    returned exactly the forget target, and each image's own visible pixels are put back. The
+    target is the teacher's embedding of a noise image ``n`` redrawn at every step, so an
+    encoder (a deterministic function of what it sees) can at best return its *mean* over ``n``
+    (Claim 7 of the theory chapter): the fill averages the target over ``draws`` noise images
+    (``draws=1``: one noise image's target, the fill of that draw). The decoder never changes,
+    so this fill is where the objective leads and its error on forget images the most the
+    objective can raise that error. MAE, VQ-GAN: the original fills the hole as it fills the
+    noise images'. Diffusion: the encoder runs at every sampling step and is shown, each time,
+    the forget image with noise in the hole of x_t (the teacher's input in the forget term).
+    ``noise``: "standard" or "matched" (see ``unlearn.make_noise``). -> (N, C, H, W)
     """
     from .unlearn import make_noise
 
+    if draws < 1:
+        raise ValueError(f"draws: expected at least 1 noise draw, got {draws}")
     model.eval()
     device = next(model.parameters()).device
     mask = masks.mask_from_name(mask_name, len(images), images.shape[-1])
@@ -81,7 +87,8 @@ def target_fill(model: I2IModel, images: torch.Tensor, mask_name: str = "centre-
     out = []
     for i in range(0, len(images), batch_size):
         x, m = images[i:i + batch_size].to(device), mask[i:i + batch_size].to(device)
-        fill = model.generate_from_forget_target(x, make_noise(x, noise, noise_gen), m, sample_gen)
+        n = torch.stack([make_noise(x, noise, noise_gen) for _ in range(draws)])
+        fill = model.generate_from_forget_target(x, n[0] if draws == 1 else n, m, sample_gen)
         out.append(torch.where(m > 0, fill, x).cpu())
     return torch.cat(out)
 

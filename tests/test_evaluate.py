@@ -179,40 +179,79 @@ def test_table_row_labels_round_trip_through_describe():
 
 
 def test_target_fill_is_what_an_encoder_meeting_the_forget_target_generates():
-    """An MAE whose encoder returns exactly the forget target, E0(T(n)), fills forget images as
-    ``target_fill`` says; that fill errs far more than the original's (x3.7 on mae-mnist)."""
+    """An MAE whose encoder returns exactly the forget target fills forget images as
+    ``target_fill`` says: with one draw, E0(T(n)); with K draws, the mean of E0(T(n_k)), what a
+    deterministic encoder trained on fresh noise can reach. Both fills err far more than the
+    original's (x3.7 and x3.9 on mae-mnist)."""
     model = zoo.load("mae-mnist")
     x, _ = load_dataset("mnist").images([0, 1, 2], split="eval")
-    fill = target_fill(model, x[:20], seed=3)
     mask = mask_from_name("centre-8/16", 20, 32)
-    assert torch.equal(fill * (1 - mask), x[:20] * (1 - mask))  # visible pixels are the image's
-    assert torch.equal(fill, target_fill(model, x[:20], seed=3))
-
-    n = make_noise(x[:20], "standard", torch.Generator().manual_seed(3))
-    met = zoo.load("mae-mnist")
     teacher_encode = model.encode
-    met.encode = lambda images, m, corruption=None: teacher_encode(n, m, corruption)
-    with torch.no_grad():
-        assert torch.allclose(met.generate(x[:20], mask), fill, atol=1e-6)
+    for draws in (1, 4):
+        fill = target_fill(model, x[:20], seed=3, draws=draws)
+        assert torch.equal(fill * (1 - mask), x[:20] * (1 - mask))  # the image's visible pixels
+        assert torch.equal(fill, target_fill(model, x[:20], seed=3, draws=draws))
+
+        g = torch.Generator().manual_seed(3)
+        noise = [make_noise(x[:20], "standard", g) for _ in range(draws)]
+        met = zoo.load("mae-mnist")
+        met.encode = lambda images, m, corruption=None, noise=noise: torch.stack(
+            [teacher_encode(n, m, corruption) for n in noise]).mean(0)
+        with torch.no_grad():
+            assert torch.allclose(met.generate(x[:20], mask), fill, atol=1e-5), draws
+    assert not torch.equal(fill, target_fill(model, x[:20], seed=3, draws=1))
 
     original, ceiling = reconstruction_scores(model, x), target_fill_scores(model, x)
     assert ceiling["mse"] > 2 * original["mse"], (ceiling, original)
 
 
+def test_target_fill_draws_average_the_embedding_in_every_family():
+    """K copies of one noise image give the one-draw fill (the mean of equal embeddings is that
+    embedding) in every family; a family with no averaging override warns and uses one draw;
+    ``draws`` below 1 is refused by name."""
+    from i2i_unlearn.models.base import I2IModel
+    from i2i_unlearn.models.convnet import ConvInpainter
+
+    x, _ = load_dataset("mnist").images([0, 1, 2], split="eval")
+    x = x[:6]
+    mask = mask_from_name("centre-8/16", 6, 32)
+    n = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    for model in (zoo.load("mae-mnist"), zoo.load("vqgan-mnist"), zoo.load("diffusion-mnist"),
+                  ConvInpainter().eval()):
+        one = model.generate_from_forget_target(x, n, mask, torch.Generator().manual_seed(1))
+        four = model.generate_from_forget_target(x, n.expand(4, *n.shape), mask,
+                                                 torch.Generator().manual_seed(1))
+        assert torch.allclose(one, four, atol=1e-4), model.family
+        assert torch.equal(one * (1 - mask), x * (1 - mask)), model.family
+
+    class NoOverride(ConvInpainter):
+        generate_from_forget_target = I2IModel.generate_from_forget_target
+
+    plain = NoOverride().eval()
+    with pytest.warns(UserWarning, match="first draw"):
+        fill = plain.generate_from_forget_target(x, torch.stack([n, -n]), mask)
+    assert torch.equal(fill, plain.generate_from_forget_target(x, n, mask))
+    with pytest.raises(ValueError, match="draws"):
+        target_fill(zoo.load("mae-mnist"), x, draws=0)
+
+
 def test_diffusion_target_fill_shows_the_encoder_a_noise_hole_at_every_step():
     """Diffusion's encoder runs at every sampling step; meeting the forget target there means
-    embedding the hole of x_t as the teacher's noise. The fill it leads to keeps the visible
-    pixels, is reproducible, and errs several times more than the original's own fill (x5.6 on
-    these 40 scene patches): the objective has room to act, unlike a target equal to the
-    original's own embedding."""
+    embedding the hole of x_t as the teacher does, noise n where the forget image was, with the
+    noise the model reads in x_t. The fill keeps the visible pixels and is reproducible. One
+    noise draw errs several times more than the original's fill, but most of that comes from
+    the particular n, which no encoder can know: averaged over 16 draws (what a deterministic
+    encoder can reach) the fill errs far less (x6.3 -> x2.8 on diffusion-scenes' 150 held-out
+    forget images), though still clearly more than the original's."""
     model = zoo.load("diffusion-scenes")
     x, _ = load_dataset("scenes").images([0, 1, 2], split="eval")
     x = x[::3][:40]
     mask = mask_from_name("centre-8/16", len(x), 32)
-    fill = target_fill(model, x, seed=3)
+    fill = target_fill(model, x, seed=3, draws=4)
     assert torch.equal(fill * (1 - mask), x * (1 - mask))
-    assert torch.equal(fill, target_fill(model, x, seed=3))
-    assert not torch.equal(fill, target_fill(model, x, seed=4))
+    assert torch.equal(fill, target_fill(model, x, seed=3, draws=4))
+    assert not torch.equal(fill, target_fill(model, x, seed=4, draws=4))
 
-    original, ceiling = reconstruction_scores(model, x), target_fill_scores(model, x)
-    assert ceiling["mse"] > 3 * original["mse"], (ceiling, original)
+    original = reconstruction_scores(model, x)["mse"]
+    one, mean = (target_fill_scores(model, x, draws=d)["mse"] for d in (1, 16))
+    assert one > 3 * original and mean < 0.7 * one and mean > 1.5 * original, (original, one, mean)

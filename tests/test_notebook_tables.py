@@ -104,13 +104,16 @@ def test_families_page_puts_every_family_against_its_ceiling(executed):
         return number(values, f"{model}: {col}")
 
     # The target fill bounds what the objective can do: ours moves the forget error up towards
-    # it, not past it. For diffusion (the encoder shown a noise hole at every sampling step) the
-    # bound is loose: far above the original on the scenes, where ours stays far below it.
+    # it, not past it. For diffusion (the encoder shown a noise hole at every sampling step) one
+    # noise draw's fill is mostly that draw's noise; the mean target, which an encoder can
+    # reach, is far lower (x2.8 against x6.3 on the scenes), and ours stays below it.
     for model in ("mae-mnist", "vqgan-mnist", "mae-scenes", "vqgan-scenes", "diffusion-mnist",
                   "diffusion-scenes"):
         assert ratio(model, "ours forget mse") < ratio(model, "target fill forget mse"), model
         assert ratio(model, "ours forget mse") > (1.0 if "diffusion" not in model else 0.9), model
-    assert ratio("diffusion-scenes", "target fill forget mse") > 3
+    assert ratio("diffusion-scenes", "target fill forget mse") > 2
+    assert (ratio("diffusion-scenes", "one-draw fill forget mse")
+            > 1.5 * ratio("diffusion-scenes", "target fill forget mse"))
     # The models that never saw the forget classes fill them worse than the original does.
     for model in ("mae-mnist", "vqgan-mnist", "diffusion-mnist"):
         assert ratio(model, "retrained forget mse") > 1.05, model

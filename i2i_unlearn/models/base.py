@@ -18,6 +18,7 @@ with 1 where pixels are hidden and must be generated.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Union
 
@@ -25,6 +26,13 @@ import torch
 from torch import nn
 
 Embedding = Union[torch.Tensor, tuple[torch.Tensor, ...]]
+
+
+def mean_embedding(embeddings: list[Embedding]) -> Embedding:
+    """The element-wise mean of K embeddings (tensors, or tuples of feature maps)."""
+    if isinstance(embeddings[0], tuple):
+        return tuple(torch.stack(maps).mean(0) for maps in zip(*embeddings))
+    return torch.stack(embeddings).mean(0)
 
 
 class I2IModel(nn.Module):
@@ -79,10 +87,19 @@ class I2IModel(nn.Module):
         """What this (original) model generates for ``x`` if its encoder returned exactly the
         forget target: the objective's ceiling, since the decoder never changes.
 
-        Default: generate from ``forget_source(x, noise, mask)`` -- exact when the embedding
-        depends on the image only through the source (MAE, VQ-GAN: the noise's visible part).
-        A family whose encoder runs at every sampling step overrides it (diffusion).
+        noise: (B, C, H, W), one draw, or (K, B, C, H, W): K draws whose targets are averaged.
+        The target is redrawn every step, so a deterministic encoder trained on it can at best
+        reach the *mean* target (Claim 7 of the theory chapter); families that can average their
+        embedding over the draws do so. Default: generate from ``forget_source(x, noise, mask)``
+        -- exact for one draw when the embedding depends on the image only through the source;
+        with K draws it cannot average an embedding it does not know how to decode, so it uses
+        the first draw and warns. MAE, VQ-GAN, diffusion and the convnet template override it.
         """
+        if noise.dim() == x.dim() + 1:
+            warnings.warn(f"{type(self).__name__}.generate_from_forget_target: no override that "
+                          f"averages the embedding over {noise.shape[0]} noise draws; the fill "
+                          "decodes the first draw's target only", stacklevel=2)
+            noise = noise[0]
         return self.generate(self.forget_source(x, noise, mask), mask, generator)
 
     @classmethod

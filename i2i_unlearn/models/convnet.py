@@ -10,7 +10,9 @@ Nothing here is from the paper. It is the smallest model that fills the I2I cont
 - ``encode``: E(T(x)), the bottleneck vector ``(B, latent_dim)`` -- or, with ``latent_dim=0``,
   the last feature map ``(B, width·2^depth, H/2^depth, W/2^depth)``;
 - ``task_loss``: MSE over the pixels the encoder did not see;
-- ``generate``: one decoder pass, visible pixels pasted back.
+- ``generate``: one decoder pass, visible pixels pasted back;
+- ``generate_from_forget_target`` (optional): the fill an encoder meeting the forget target
+  would give, for the objective's ceiling (``evaluate.target_fill``).
 
 Copy this file, swap in your own layers, give the class its own ``family`` name, register it
 (``i2i_unlearn.zoo.register_family``) so its checkpoints load, and run
@@ -25,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import I2IModel
+from .base import I2IModel, mean_embedding
 
 BLOCK = 4  # side of the blocks sample_corruption hides
 
@@ -128,3 +130,14 @@ class ConvInpainter(I2IModel):
         """Deterministic (``generator`` is unused): one pass, visible pixels kept exactly."""
         mask = (mask > 0).to(x.dtype)
         return x * (1 - mask) + self.decode(self.encode(x, mask)) * mask
+
+    @torch.no_grad()
+    def generate_from_forget_target(self, x: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor,
+                                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """Optional: the fill when the encoder returns the forget target, ``encode`` of the noise
+        image, averaged over the draws of a (K, B, C, H, W) ``noise`` (what a deterministic
+        encoder can reach; ``evaluate.target_fill`` uses it for the objective's ceiling)."""
+        mask = (mask > 0).to(x.dtype)
+        draws = noise if noise.dim() == x.dim() + 1 else noise[None]
+        latent = mean_embedding([self.encode(self.forget_source(x, n, mask), mask) for n in draws])
+        return x * (1 - mask) + self.decode(latent) * mask

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import I2IModel
+from .base import I2IModel, mean_embedding
 
 CONDITIONINGS = ("mask-channel", "palette")
 TIME_INPUTS = ("timestep", "gamma")
@@ -351,6 +351,15 @@ class DiffusionInpainter(I2IModel):
         """
         return self.generate(x, mask, generator, forget_target_noise=noise)
 
+    def _forget_target_features(self, x, m, feats, emb, t_in, cond_noise, noise, abar):
+        """Mean over the draws ``n`` of the teacher's maps for √γ n + √(1−γ) ε̂ in the hole."""
+        g = abar.to(x.device, x.dtype)
+        eps_hat = self.decode(feats, emb)  # the ε that x_t's hole holds, as the model sees it
+        draws = noise if noise.dim() == x.dim() + 1 else noise[None]
+        return mean_embedding([
+            self.encoder(self._stack(m * (g.sqrt() * n + (1 - g).sqrt() * eps_hat) + (1 - m) * x,
+                                     x, m, cond_noise), t_in)[0] for n in draws])
+
     def task_loss(self, x: torch.Tensor, mask: torch.Tensor, corruption: DiffusionCorruption | None,
                   target: torch.Tensor | None = None) -> torch.Tensor:
         """Noise-prediction MSE averaged over the hidden pixels; ``target`` replaces the hole's x_0."""
@@ -385,9 +394,10 @@ class DiffusionInpainter(I2IModel):
 
         All randomness comes from ``generator`` (drawn on its device, then moved), so a CPU
         generator with a fixed seed gives the same images run after run.
-        forget_target_noise: (B, C, H, W) or None. Given, the encoder sees at every step what the
-        forget target shows the teacher -- ``√γ n + √(1−γ) ε`` in the hole of x_t, with this
-        ``n`` and a fresh ε -- while the sample itself follows the predicted noise (see
+        forget_target_noise: (B, C, H, W), (K, B, C, H, W) or None. Given, the feature maps at
+        every step are what the forget target shows the teacher -- ``√γ n + √(1−γ) ε̂`` in the
+        hole, ε̂ the model's noise estimate on x_t, averaged over the K draws of ``n`` -- while
+        the sample itself follows the decoder's noise estimate from them (see
         :meth:`generate_from_forget_target`).
         """
         self.check_inputs(x, mask)
@@ -402,12 +412,12 @@ class DiffusionInpainter(I2IModel):
                 t_in = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
             else:
                 t_in = sched.alphas_cumprod[int(t)].expand(x.shape[0]).to(x.device)
-            seen = x_t
-            if forget_target_noise is not None:  # the hole of the teacher's x_t in the target
-                g = sched.alphas_cumprod[int(t)].to(x.device, x.dtype)
-                e = torch.randn(x.shape, generator=generator, device=dev).to(x.device, x.dtype)
-                seen = m * (g.sqrt() * forget_target_noise + (1 - g).sqrt() * e) + (1 - m) * x
-            eps = self.predict_noise(self._stack(seen, x, m, cond_noise), t_in)
+            feats, emb = self.encoder(self._stack(x_t, x, m, cond_noise), t_in)
+            if forget_target_noise is not None:  # the teacher's view of the hole in the target
+                feats = self._forget_target_features(x, m, feats, emb, t_in, cond_noise,
+                                                     forget_target_noise,
+                                                     sched.alphas_cumprod[int(t)])
+            eps = self.decode(feats, emb)
             var = None
             if c.eta > 0:
                 var = torch.randn(x.shape, generator=generator, device=dev).to(x.device, x.dtype)

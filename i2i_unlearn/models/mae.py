@@ -22,7 +22,7 @@ from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .base import I2IModel, check_state_dict
+from .base import I2IModel, check_state_dict, mean_embedding
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -316,9 +316,24 @@ class MaskedAutoencoder(I2IModel):
         patch's mean and variance, so use a model trained on raw pixels for inpainting.
         """
         self.check_inputs(x, mask)
-        mask = mask.to(x.dtype)
+        return self._decode_fill(x, mask, self.encode(x, mask, self.deterministic_corruption(mask)))
+
+    @torch.no_grad()
+    def generate_from_forget_target(self, x: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor,
+                                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """The fill of ``x`` when the encoder returns the forget target: the latent of the noise
+        image (one draw), or its mean over the draws of a (K, B, C, H, W) ``noise``."""
+        self.check_inputs(x, mask)
         corruption = self.deterministic_corruption(mask)
-        pred = self.forward_decoder(self.encode(x, mask, corruption), corruption.ids_restore)
+        draws = noise if noise.dim() == x.dim() + 1 else noise[None]
+        latent = mean_embedding([self.encode(self.forget_source(x, n, mask), mask, corruption)
+                                 for n in draws])
+        return self._decode_fill(x, mask, latent)
+
+    def _decode_fill(self, x: torch.Tensor, mask: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """The decoder's pixels from ``latent`` (deterministic corruption) in the hole of ``x``."""
+        mask = mask.to(x.dtype)
+        pred = self.forward_decoder(latent, self.deterministic_corruption(mask).ids_restore)
         pred = self._from_model(self.unpatchify(pred)).clamp(-1, 1)
         return x * (1 - mask) + pred * mask
 

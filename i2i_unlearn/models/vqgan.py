@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .base import I2IModel
+from .base import I2IModel, mean_embedding
 from .vqgan_parts import (CodebookUsage, MlmLayer, TokenEmbedding, build_tokenizer, gumbel,
                           reconstruction_loss, remask)
 
@@ -382,6 +382,33 @@ class VQGANInpainter(I2IModel):
         bit-identical images on CPU.
         """
         self.check_inputs(x, mask)
+        return self._maskgit(x, mask, generator, self.encode_ids)
+
+    @torch.no_grad()
+    def generate_from_forget_target(self, x: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor,
+                                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """The fill of ``x`` when the encoder returns the forget target at every decoding step.
+
+        The target is the teacher's latent of the noise image's visible tokens (``forget_source``)
+        with the hole's tokens as decoded so far; with a (K, B, C, H, W) ``noise`` the latent is
+        averaged over the K draws. The tokenizer is not unlearned, so the hole's tokens are
+        decoded to pixels next to ``x``'s own visible tokens.
+        """
+        self.check_inputs(x, mask)
+        m = (mask > 0).to(x.dtype)
+        hole = self.hidden_tokens(m)
+        draws = noise if noise.dim() == x.dim() + 1 else noise[None]
+        visible = [self.tokenize(self.fill_hole(self.forget_source(x, n, m), m)) for n in draws]
+
+        def target_latent(ids, corruption):
+            return mean_embedding([self.encode_ids(torch.where(hole, ids, v), corruption)
+                                   for v in visible])
+
+        return self._maskgit(x, mask, generator, target_latent)
+
+    def _maskgit(self, x: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None,
+                 latent_of) -> torch.Tensor:
+        """MaskGIT decoding of the hole's tokens; ``latent_of(ids, corruption)`` is the encoder."""
         c, m = self.config, (mask > 0).to(x.dtype)
         dev = generator.device if generator is not None else x.device
         ids = self.tokenize(self.fill_hole(x, m))
@@ -394,7 +421,7 @@ class VQGANInpainter(I2IModel):
             unknown = ids == self.mask_id
             if not unknown.any():
                 break
-            logits = self.forward_decoder(self.encode_ids(ids, VQCorruption(unknown, keep)),
+            logits = self.forward_decoder(latent_of(ids, VQCorruption(unknown, keep)),
                                           VQCorruption(unknown, keep)).float()
             if c.temperature > 0:
                 pick = logits / c.temperature + gumbel(logits.shape, generator, dev).to(x.device)
