@@ -127,13 +127,15 @@ def context_accuracy(dataset: ImageDataset, forget, retain, mask_name: str = "ce
 
 def context_limits(model: I2IModel, forget, retain=None, mask_names=("centre-8/16",),
                    dataset: ImageDataset | None = None, recipe: ClassifierRecipe | None = None,
-                   retain_tol: float = 0.10, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+                   retain_tol: float = 0.10, seed: int = 0, draws: int = 16,
+                   progress: bool = False) -> pd.DataFrame:
     """Per mask, what the visible context allows an encoder-only unlearning of ``model``.
 
     Scores the held-out images of the forget and retain classes. One row per mask: ``auc`` and
     ``accuracy`` of the context classifier (forget vs retain), the target fill's MSE as a
     multiple of the original's (``target_fill_forget``, ``target_fill_retain``: the objective's
-    ceiling) and the switch estimate (``switch_forget``, ``switch_retain``, ``threshold``).
+    ceiling, its target averaged over ``draws`` noise images) and the switch estimate
+    (``switch_forget``, ``switch_retain``, ``threshold``).
     """
     from sklearn.metrics import roc_auc_score
     from tqdm.auto import tqdm
@@ -152,7 +154,8 @@ def context_limits(model: I2IModel, forget, retain=None, mask_names=("centre-8/1
     for mask_name in tqdm(list(mask_names), desc="context limits", disable=not progress):
         mask = masks.mask_from_name(mask_name, len(images), images.shape[-1])
         original = hidden_mse(inpaint(model, images, mask_name, seed=seed)[0], images, mask).numpy()
-        target = hidden_mse(target_fill(model, images, mask_name, seed=seed), images, mask).numpy()
+        target = hidden_mse(target_fill(model, images, mask_name, seed=seed,
+                                       draws=draws), images, mask).numpy()
         clf = context_classifier(dataset, split.forget + split.retain, mask_name, recipe)
         p = forget_probability(clf, images, mask_name, split.forget).numpy()
         switch = switch_estimate(original, target, p, is_forget, retain_tol)
