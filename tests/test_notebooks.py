@@ -53,8 +53,8 @@ def test_quickstart_forgets_the_forget_digits_and_keeps_the_others(executed):
     # least doubles while the retain error stays within 10%.
     assert forget_ratio >= 1.9, forget_ratio
     assert retain_ratio <= 1.10, retain_ratio
-    # The objective's ceiling (the original's fill of noise, mean target): x3.9 on mae-mnist. The run lies
-    # between the original (0%) and it.
+    # The objective's ceiling (the original's fill of noise, the mean target): x3.9 on mae-mnist.
+    # The run lies between the original (0%) and it.
     target_ratio = float(values["target_ratio"]["text/plain"])
     share = float(values["target_share"]["text/plain"])
     assert target_ratio > forget_ratio and 0 < share < 100, (target_ratio, share)
