@@ -31,7 +31,8 @@ PAPER_COMMON = {"scale": "paper", "steps": None, "workers": 1, "with_retrained":
 PAPER_PARAMETERS = {
     "02_table1_imagenet": {"models": ["mae-vit-large", "mage-vitb"]},
     "03_table_places": {"models": ["mae-vit-large", "palette-places2"]},
-    "03b_table_families": {"models": ["mage-vitb", "palette-places2", "mae-vit-large"]},
+    "03b_table_families": {"models": ["mage-vitb", "palette-places2", "mae-vit-large"],
+                           "ceiling_images": 500},
     "04_figure_qualitative": {"models": ["mae-vit-large"]},
     "05_figure_tsne": {"models": ["mae-vit-large"], "extra_rows": ["max-loss", "random-encoder"]},
     "06_ablation_alpha": {"model": "mae-vit-large"},
