@@ -104,3 +104,26 @@ def test_the_book_notebooks_are_found_and_every_one_has_a_plan():
         assert paper.get("scale") == "paper" or nb.stem in reproduce.TINY_ONLY
     with pytest.raises(ValueError, match="scale: expected 'tiny' or 'paper', got 'huge'"):
         reproduce.parameters_for(every[0], "huge")
+
+
+def test_documented_reproduce_commands_name_real_notebooks_and_parameters():
+    """Every ``i2i-unlearn reproduce`` line in the README and the book picks notebooks that exist
+    and passes only ``-p`` parameters one of them has (the command refuses others)."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    import papermill
+
+    root = Path(__file__).resolve().parents[1]
+    lines = [line for doc in [root / "README.md", *sorted((root / "book").glob("*.md"))]
+             for line in doc.read_text().splitlines() if line.startswith("i2i-unlearn reproduce")]
+    assert len(lines) >= 3, lines
+    for line in lines:
+        words = shlex.split(re.sub(r"[\[\]](?=[ -]|$)", " ", line.split("#")[0]))[2:]
+        names = [w for w in words if re.fullmatch(r"\d\d\w*", w)]
+        chosen = reproduce.select(names, root / "notebooks")
+        known = set().union(*(papermill.inspect_notebook(str(nb)) for nb in chosen))
+        passed = [words[i + 1].split("=")[0] for i, w in enumerate(words)
+                  if w in ("-p", "--parameter")]
+        assert set(passed) <= known, (line, set(passed) - known)
