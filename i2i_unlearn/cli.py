@@ -185,7 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", default=None, help="file to write tidy rows to (columns model, "
                    "method, seed, set, metric, value; set is retain or forget)")
     p.add_argument("--json", default=None,
-                   help="file to write {set: {metric: mean over seeds}} to")
+                   help="file to write {set: {metric: mean over seeds}} to (with --ceiling also "
+                        "'target-fill': {mse, psnr})")
+    p.add_argument("--ceiling", action="store_true",
+                   help="also score the objective's ceiling on the forget classes: how the "
+                        "original model (this one, or the parent of an unlearned one) fills them "
+                        "from the forget target averaged over --ceiling-draws noise images "
+                        "(evaluate.target_fill); hidden-region MSE / PSNR, rows with method "
+                        "'target-fill'")
+    p.add_argument("--ceiling-draws", type=int, default=16, metavar="K",
+                   help="noise draws the ceiling's target averages (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_paper_model_args(_add_paper_data_args(
         p, "evaluate on ImageNet-1K / Places-365 folders (use with --scale paper): a model "
@@ -341,19 +350,57 @@ def _evaluate(args) -> int:
         dataset = _paper_dataset(args, model.config.img_size) if flags else dataset_of(model.manifest)
     nets = paper_nets() if args.scale == "paper" and set(metrics) - {"psnr"} else None
     name, method = describe(model, Path(args.model.rstrip("/")).name)
-    df = tidy(evaluate_model(model, dataset, args.forget, args.retain, args.mask, metrics,
-                             args.seeds, nets=nets, name=name, method=method,
-                             progress=not args.quiet))
+    rows = evaluate_model(model, dataset, args.forget, args.retain, args.mask, metrics,
+                          args.seeds, nets=nets, name=name, method=method, progress=not args.quiet)
+    if args.ceiling:
+        rows += _ceiling_rows(model, dataset, args, name)
+    df = tidy(rows)
     if args.csv:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(args.csv, index=False)
     if args.json:
-        means = df.groupby(["set", "metric"], sort=False)["value"].mean()
+        scored = df[df["method"] != "target-fill"]
+        means = scored.groupby(["set", "metric"], sort=False)["value"].mean()
         scores = {s: {m: float(v) for m, v in means[s].items()} for s in SETS}
+        if args.ceiling:
+            fill = df[df["method"] == "target-fill"].groupby("metric", sort=False)["value"].mean()
+            scores["target-fill"] = {m: float(v) for m, v in fill.items()}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(scores, indent=2) + "\n")
-    print(paper_table(df, digits=4).to_string())
+    print(paper_table(df, digits=4).fillna("–").to_string())  # target-fill: forget set only
+    if args.ceiling:
+        mse = df[(df["set"] == "forget") & (df["metric"] == "mse")].groupby("method")["value"].mean()
+        print(f"objective's ceiling ({args.ceiling_draws} noise draws): forget MSE "
+              f"{mse['target-fill']:.4f}, x{mse['target-fill'] / mse[method]:.2f} this model's")
     return 0
+
+
+def _ceiling_rows(model, dataset, args, name: str) -> list[dict]:
+    """Tidy rows of the objective's ceiling on the forget classes, one block per seed: the
+    original's target fill (``evaluate.target_fill_scores``). For an unlearned checkpoint the
+    original is its parent: the ceiling belongs to the frozen decoder and the teacher."""
+    from .data import make_split
+    from .evaluate import target_fill_scores
+    if args.ceiling_draws < 1:
+        raise ValueError(f"--ceiling-draws: expected at least 1, got {args.ceiling_draws}")
+    manifest = getattr(model, "manifest", {}) or {}
+    original = model
+    if manifest.get("recipe", {}).get("command") == "unlearn":
+        parent = (manifest.get("parent") or {}).get("model")
+        if parent is None or parent in zoo.PAPER_MODELS:
+            raise ValueError(f"--ceiling: the ceiling belongs to the original model, and this "
+                             f"checkpoint's parent ({parent or 'not recorded'}) cannot be loaded "
+                             "here; run evaluate --ceiling on the original model instead")
+        original = zoo.load(parent).to(next(model.parameters()).device)
+    split = make_split(dataset.num_classes, args.forget, args.retain, dataset=dataset.name)
+    images, _ = dataset.images(split.forget, split="eval")
+    rows = []
+    for seed in args.seeds:
+        scores = target_fill_scores(original, images, args.mask, seed=seed,
+                                    draws=args.ceiling_draws)
+        rows += [{"model": name, "method": "target-fill", "seed": int(seed), "set": "forget",
+                  "metric": metric, "value": float(value)} for metric, value in scores.items()]
+    return rows
 
 
 def _check(args) -> int:

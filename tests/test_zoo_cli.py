@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import torch
 
@@ -117,7 +118,7 @@ def test_console_script_help_explains_every_option():
                                           "--mask-ratio"],
                              "unlearn": ["--forget", "--retain", "--retain-set", "--proxy", "--method", "--alpha",
                                          "--resume", "--out"],
-                             "evaluate": ["--json", "--mask"]}.items():
+                             "evaluate": ["--json", "--mask", "--ceiling", "--ceiling-draws"]}.items():
         text = subprocess.run([sys.executable, "-m", "i2i_unlearn.cli", command, "--help"],
                               capture_output=True, text=True, check=True).stdout
         for option in options:
@@ -258,3 +259,34 @@ def test_float16_save_refuses_weights_it_would_round(tmp_path):
         zoo.save(model, tmp_path / "m", {"recipe": {"command": "pretrain",
                                                       "weights_dtype": "float16"}})
     assert not (tmp_path / "m" / zoo.MANIFEST).exists()
+
+
+def test_cli_evaluate_scores_the_objectives_ceiling(tmp_path, capsys):
+    """``evaluate --ceiling`` adds the original's target fill on the forget classes (method
+    'target-fill'); for an unlearned checkpoint it is its parent's, the same numbers."""
+    from i2i_unlearn.evaluate import target_fill_scores
+
+    args = ["--forget", "0-2", "--ceiling", "--ceiling-draws", "2", "--quiet"]
+    rows, scores = tmp_path / "rows.csv", tmp_path / "scores.json"
+    assert main(["evaluate", "--model", "mae-mnist", *args, "--csv", str(rows),
+                 "--json", str(scores)]) == 0
+    assert "objective's ceiling (2 noise draws)" in capsys.readouterr().out
+    df = pd.read_csv(rows)
+    fill = df[df["method"] == "target-fill"]
+    assert set(fill["set"]) == {"forget"} and set(fill["metric"]) == {"mse", "psnr"}
+    images, _ = load_dataset("mnist").images([0, 1, 2], split="eval")
+    expected = target_fill_scores(zoo.load("mae-mnist"), images, draws=2)["mse"]
+    assert fill.loc[fill["metric"] == "mse", "value"].item() == pytest.approx(expected, rel=1e-6)
+    saved = json.loads(scores.read_text())
+    assert set(saved) == {"retain", "forget", "target-fill"}
+    assert saved["target-fill"]["mse"] > 2 * saved["forget"]["mse"]  # x3.9 on mae-mnist
+
+    out = tmp_path / "ours"
+    assert main(["unlearn", "--model", "mae-mnist", "--forget", "0-2", "--method", "ours",
+                 "--steps", "2", "--out", str(out), "--quiet"]) == 0
+    again = tmp_path / "again.json"
+    assert main(["evaluate", "--model", str(out), *args, "--json", str(again)]) == 0
+    assert json.loads(again.read_text())["target-fill"] == pytest.approx(saved["target-fill"])
+    assert main(["evaluate", "--model", "mae-mnist", "--forget", "0", "--ceiling",
+                 "--ceiling-draws", "0", "--quiet"]) == 2
+    assert "--ceiling-draws" in capsys.readouterr().err
