@@ -28,6 +28,11 @@ from torch import nn
 Embedding = Union[torch.Tensor, tuple[torch.Tensor, ...]]
 
 
+def noise_draws(noise: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``noise`` as K draws: (K, B, C, H, W) as given, one (B, C, H, W) draw as K = 1."""
+    return noise if noise.dim() == x.dim() + 1 else noise[None]
+
+
 def mean_embedding(embeddings: list[Embedding]) -> Embedding:
     """The element-wise mean of K embeddings (tensors, or tuples of feature maps)."""
     if isinstance(embeddings[0], tuple):

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import I2IModel, mean_embedding
+from .base import I2IModel, mean_embedding, noise_draws
 
 BLOCK = 4  # side of the blocks sample_corruption hides
 
@@ -138,6 +138,6 @@ class ConvInpainter(I2IModel):
         image, averaged over the draws of a (K, B, C, H, W) ``noise`` (what a deterministic
         encoder can reach; ``evaluate.target_fill`` uses it for the objective's ceiling)."""
         mask = (mask > 0).to(x.dtype)
-        draws = noise if noise.dim() == x.dim() + 1 else noise[None]
+        draws = noise_draws(noise, x)
         latent = mean_embedding([self.encode(self.forget_source(x, n, mask), mask) for n in draws])
         return x * (1 - mask) + self.decode(latent) * mask

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import I2IModel, mean_embedding
+from .base import I2IModel, mean_embedding, noise_draws
 
 CONDITIONINGS = ("mask-channel", "palette")
 TIME_INPUTS = ("timestep", "gamma")
@@ -355,7 +355,7 @@ class DiffusionInpainter(I2IModel):
         """Mean over the draws ``n`` of the teacher's maps for √γ n + √(1−γ) ε̂ in the hole."""
         g = abar.to(x.device, x.dtype)
         eps_hat = self.decode(feats, emb)  # the ε that x_t's hole holds, as the model sees it
-        draws = noise if noise.dim() == x.dim() + 1 else noise[None]
+        draws = noise_draws(noise, x)
         return mean_embedding([
             self.encoder(self._stack(m * (g.sqrt() * n + (1 - g).sqrt() * eps_hat) + (1 - m) * x,
                                      x, m, cond_noise), t_in)[0] for n in draws])

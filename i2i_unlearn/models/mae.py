@@ -22,7 +22,7 @@ from timm.layers import PatchEmbed
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .base import I2IModel, check_state_dict, mean_embedding
+from .base import I2IModel, check_state_dict, mean_embedding, noise_draws
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -325,7 +325,7 @@ class MaskedAutoencoder(I2IModel):
         image (one draw), or its mean over the draws of a (K, B, C, H, W) ``noise``."""
         self.check_inputs(x, mask)
         corruption = self.deterministic_corruption(mask)
-        draws = noise if noise.dim() == x.dim() + 1 else noise[None]
+        draws = noise_draws(noise, x)
         latent = mean_embedding([self.encode(self.forget_source(x, n, mask), mask, corruption)
                                  for n in draws])
         return self._decode_fill(x, mask, latent)

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import Block
 from torch import nn
 
-from .base import I2IModel, mean_embedding
+from .base import I2IModel, mean_embedding, noise_draws
 from .vqgan_parts import (CodebookUsage, MlmLayer, TokenEmbedding, build_tokenizer, gumbel,
                           reconstruction_loss, remask)
 
@@ -397,7 +397,7 @@ class VQGANInpainter(I2IModel):
         self.check_inputs(x, mask)
         m = (mask > 0).to(x.dtype)
         hole = self.hidden_tokens(m)
-        draws = noise if noise.dim() == x.dim() + 1 else noise[None]
+        draws = noise_draws(noise, x)
         visible = [self.tokenize(self.fill_hole(self.forget_source(x, n, m), m)) for n in draws]
 
         def target_latent(ids, corruption):
