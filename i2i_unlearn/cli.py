@@ -335,6 +335,8 @@ def _evaluate(args) -> int:
     from .tables import paper_table
     args.forget, args.retain = _flat_ids(args.forget), _flat_ids(args.retain)
     metrics = normalize_metrics(args.metrics)
+    if args.ceiling and args.ceiling_draws < 1:  # before any scoring
+        raise ValueError(f"--ceiling-draws: expected at least 1, got {args.ceiling_draws}")
     if args.model in zoo.PAPER_MODELS:  # an official model: its data folders must be given
         model, dataset, _ = _paper_inputs(args)
     else:
@@ -381,8 +383,6 @@ def _ceiling_rows(model, dataset, args, name: str) -> list[dict]:
     original is its parent: the ceiling belongs to the frozen decoder and the teacher."""
     from .data import make_split
     from .evaluate import target_fill_scores
-    if args.ceiling_draws < 1:
-        raise ValueError(f"--ceiling-draws: expected at least 1, got {args.ceiling_draws}")
     manifest = getattr(model, "manifest", {}) or {}
     original = model
     if manifest.get("recipe", {}).get("command") == "unlearn":

@@ -316,7 +316,8 @@ class MaskedAutoencoder(I2IModel):
         patch's mean and variance, so use a model trained on raw pixels for inpainting.
         """
         self.check_inputs(x, mask)
-        return self._decode_fill(x, mask, self.encode(x, mask, self.deterministic_corruption(mask)))
+        corruption = self.deterministic_corruption(mask)
+        return self._decode_fill(x, mask, self.encode(x, mask, corruption), corruption)
 
     @torch.no_grad()
     def generate_from_forget_target(self, x: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor,
@@ -328,12 +329,13 @@ class MaskedAutoencoder(I2IModel):
         draws = noise_draws(noise, x)
         latent = mean_embedding([self.encode(self.forget_source(x, n, mask), mask, corruption)
                                  for n in draws])
-        return self._decode_fill(x, mask, latent)
+        return self._decode_fill(x, mask, latent, corruption)
 
-    def _decode_fill(self, x: torch.Tensor, mask: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        """The decoder's pixels from ``latent`` (deterministic corruption) in the hole of ``x``."""
+    def _decode_fill(self, x: torch.Tensor, mask: torch.Tensor, latent: torch.Tensor,
+                     corruption: MAECorruption) -> torch.Tensor:
+        """The decoder's pixels from ``latent`` (encoded under ``corruption``) in the hole of x."""
         mask = mask.to(x.dtype)
-        pred = self.forward_decoder(latent, self.deterministic_corruption(mask).ids_restore)
+        pred = self.forward_decoder(latent, corruption.ids_restore)
         pred = self._from_model(self.unpatchify(pred)).clamp(-1, 1)
         return x * (1 - mask) + pred * mask
 
