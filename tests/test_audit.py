@@ -210,9 +210,10 @@ def test_pool_embedding_and_context_masks():
     assert math.isclose(roc_auc_se(0.5, 100, 100), 0.0408, abs_tol=1e-3)
 
 
-def _rows(original, retrained, other, se=0.01):
-    return pd.DataFrame([{"model": m, "method": m, "probe": "relearn", "step": 10,
-                          "metric": "forget_mse", "value": v, "se": se}
+def _rows(original, retrained, other, se=0.01, se_paired=None):
+    return pd.DataFrame([{"model": m, "method": m, "probe": "relearn", "checkpoints": 3,
+                          "metric": "forget_mse_curve", "value": v, "se": se,
+                          **({} if se_paired is None else {"se_paired": se_paired[m]})}
                          for m, v in (("original", original), ("retrained", retrained),
                                       ("other", other))])
 
@@ -228,6 +229,40 @@ def test_verdict_positions_and_flags():
     t = verdict(_rows(0.5, 0.51, 0.9, se=0.05)).set_index("model")  # references not resolved
     assert not t["flagged"].any() and (t["closer_to"] == "-").all()
     assert verdict_matrix(verdict(_rows(0.2, 0.6, 0.3))).shape == (3, 1)
+
+
+def test_verdict_tests_the_references_with_the_paired_se_where_there_is_one():
+    # 0.04 apart with se 0.02 each: unresolved as independent values (2 * 0.028 > 0.04) ...
+    t = verdict(_rows(0.50, 0.54, 0.51, se=0.02)).set_index("model")
+    assert not t["flagged"].any() and math.isclose(t.loc["original", "se_vs_retrained"],
+                                                   math.hypot(0.02, 0.02))
+    # ... resolved once the per-image pairs say the difference is known to 0.005
+    paired = {"original": 0.005, "retrained": 0.0, "other": 0.03}
+    t = verdict(_rows(0.50, 0.54, 0.51, se=0.02, se_paired=paired)).set_index("model")
+    assert t.loc["original", "flagged"] and not t.loc["retrained", "flagged"]
+    assert t.loc["other", "flagged"] and math.isclose(t.loc["other", "position"], 0.75)
+    assert not t.loc["other", "differs_from_retrained"]  # 0.03 apart, paired se 0.03
+
+
+def test_paired_standard_errors_of_relearning_and_context(tiny_pair, scenes):
+    data, base = tiny_pair
+    _, retain_train, channels = scenes
+    pair = {"original": base, "retrained": fit("mae", retain_train, channels, steps=20)}
+    rows = relearning(pair, data, k=4, steps=4, eval_every=2, reference="retrained")
+    curve = rows[rows["metric"] == "forget_mse_curve"].set_index("model")
+    steps = rows[rows["metric"] == "forget_mse"].groupby("model")["value"].mean()
+    for name in pair:  # the per-image mean over checkpoints, then over images
+        assert math.isclose(curve.loc[name, "value"], steps[name], rel_tol=1e-5)
+        assert curve.loc[name, "checkpoints"] == 3  # steps 0, 2, 4
+    assert curve.loc["retrained", "se_paired"] == 0
+    # both models err most on the same (hard) images: their difference is known better than each
+    assert 0 < curve.loc["original", "se_paired"] < math.hypot(*curve["se"])
+    ctx = context_sweep(pair, data, areas=(0.5,), reference="retrained")
+    pooled = ctx[ctx["metric"] == "pooled_ratio"].set_index("model")
+    assert pooled.loc["retrained", "se_paired"] == 0
+    assert 0 < pooled.loc["original", "se_paired"] < math.hypot(*pooled["se"])
+    with pytest.raises(ValueError, match="reference"):
+        context_sweep(pair, data, areas=(0.5,), reference="nobody")
 
 
 def test_config_and_audit_errors_name_the_argument(small_checkpoint):

@@ -56,6 +56,7 @@ class AuditConfig:
     eval_per_class: int | None = None  # held-out images per class (None: all)
     probe_folds: int = 5
     probe_c: float = 0.1  # inverse L2 strength of the logistic regression
+    probe_repeats: int = 5  # k-fold splits the probe's accuracy is averaged over
     mia_masks: int = 8  # masks of the multi-mask and calibrated statistics
     relearn_k: int = 32  # forget images fine-tuned on
     relearn_steps: int = 50
@@ -76,7 +77,8 @@ class AuditConfig:
             raise ValueError(f"kinds: expected some of {CONTEXT_KINDS}, got {list(self.kinds)}")
         if not self.areas or not all(0 < a < 1 for a in self.areas):
             raise ValueError(f"areas: expected hidden fractions in (0, 1), got {list(self.areas)}")
-        for name in ("probe_folds", "mia_masks", "relearn_k", "relearn_steps", "relearn_every"):
+        for name in ("probe_folds", "probe_repeats", "mia_masks", "relearn_k", "relearn_steps",
+                     "relearn_every"):
             if getattr(self, name) < 1 or (name == "probe_folds" and self.probe_folds < 2):
                 raise ValueError(f"{name}: expected a positive integer"
                                  f"{' >= 2' if name == 'probe_folds' else ''}, got {getattr(self, name)}")
@@ -143,16 +145,17 @@ def run_audit(models: dict[str, I2IModel], data: AuditData, original: str = "ori
     for probe in tqdm(config.probes, desc="audit", disable=not progress):
         if probe == "probe":
             frames.append(linear_probe(models, data, c.mask, c.probe_folds, c.probe_c, c.seed,
-                                       progress))
+                                       progress, c.probe_repeats, reference))
         elif probe == "membership":
             scores = membership_scores(models, data, reference, c.mia_masks, c.mask, c.seed, progress)
-            frames.append(membership_metrics(scores))
+            frames.append(membership_metrics(scores, reference=reference))
         elif probe == "relearn":
             frames.append(relearning(models, data, c.relearn_k, c.relearn_steps, c.relearn_lr,
                                      c.relearn_every, mask_name=c.mask, seed=c.seed,
-                                     progress=progress))
+                                     progress=progress, reference=reference))
         else:
-            frames.append(context_sweep(models, data, c.areas, c.kinds, c.seed, progress=progress))
+            frames.append(context_sweep(models, data, c.areas, c.kinds, c.seed, progress=progress,
+                                        reference=reference))
     rows = pd.concat(frames, ignore_index=True)
     return AuditResult(rows, scores, verdict(rows, original, reference, c.z), original, reference,
                        config)

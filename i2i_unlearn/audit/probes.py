@@ -10,6 +10,12 @@ returns tidy rows (a pandas DataFrame: one measurement per row, columns ``model`
                               reconstruction come back?
 4. ``context_sweep``       -- hidden area from 90% down to 10% (centre box, outpainting): from how
                               much visible context are forget images reconstructed again?
+
+Every probe scores all models on the *same* images. Given ``reference`` (the retrained model's
+name), each headline row also carries ``se_paired``: the standard error of the difference between
+that model's value and the reference's, from per-image pairs. Hard images are hard for every
+model, so this is much smaller than the two values' own standard errors combined, and it is what
+the verdict tests the two references with (0 for the reference itself).
 """
 from __future__ import annotations
 
@@ -41,9 +47,10 @@ def _base(name: str, model: I2IModel, probe: str) -> dict:
 
 
 # -- 1. linear probe on encoder embeddings ------------------------------------------------------
-def _cv_accuracy(features: np.ndarray, labels: np.ndarray, folds: int, seed: int,
-                 c: float) -> tuple[float, float]:
-    """Stratified k-fold accuracy of standardised logistic regression -> (accuracy, binomial se)."""
+def _cv_correct(features: np.ndarray, labels: np.ndarray, folds: int, seed: int, c: float,
+                repeats: int = 1) -> np.ndarray:
+    """Per image, the share of ``repeats`` stratified k-fold splits (seeds ``seed``, ``seed + 1``,
+    ...) in which standardised logistic regression classifies it right. -> (N,) in [0, 1]"""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -53,37 +60,65 @@ def _cv_accuracy(features: np.ndarray, labels: np.ndarray, folds: int, seed: int
     if folds < 2:
         raise ValueError("data: the linear probe needs at least 2 held-out images per class")
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
-    pred = cross_val_predict(clf, features, labels,
-                             cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
-    acc = float((pred == labels).mean())
-    n = len(labels)
-    return acc, math.sqrt(max(acc * (1 - acc), 1.0 / n) / n)
+    hits = [cross_val_predict(clf, features, labels,
+                              cv=StratifiedKFold(folds, shuffle=True, random_state=seed + r)) == labels
+            for r in range(repeats)]
+    return np.mean(hits, axis=0)
+
+
+def binomial_se(acc: float, n: int) -> float:
+    """Standard error of an accuracy over ``n`` images (floored at one image's worth)."""
+    return math.sqrt(max(acc * (1 - acc), 1.0 / n) / n)
+
+
+def paired_se(values: dict[str, np.ndarray], reference: str | None) -> dict[str, float]:
+    """Per model, the standard error of mean(values[model] - values[reference]) over images
+    (NaN for every model without a ``reference``; 0 for the reference itself)."""
+    if reference is None:
+        return {name: float("nan") for name in values}
+    if reference not in values:
+        raise ValueError(f"reference: {reference!r} is not among the models {list(values)}")
+    ref = np.asarray(values[reference], dtype=float)
+    return {name: float(np.std(np.asarray(v, dtype=float) - ref, ddof=1) / math.sqrt(len(ref)))
+            for name, v in values.items()}
 
 
 def linear_probe(models: Models, data: AuditData, mask_name: str = "centre-8/16", folds: int = 5,
-                 c: float = 0.1, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+                 c: float = 0.1, seed: int = 0, progress: bool = False, repeats: int = 5,
+                 reference: str | None = None) -> pd.DataFrame:
     """Cross-validated accuracy of a linear classifier on pooled E(T(x)) of held-out images.
 
     Two tasks: ``forget classes`` (which forget class? skipped with a single forget class) and
     ``forget vs retain`` (balanced by construction only if the sets are; chance is the majority
     share). Embeddings: ``encode`` under ``mask_name`` (deterministic corruption), pooled by
-    :func:`pool_embedding`. Features are standardised; ``c`` is the inverse L2 strength.
+    :func:`pool_embedding`. Features are standardised; ``c`` is the inverse L2 strength. The
+    accuracy is averaged over ``repeats`` k-fold splits (which images share a fold changes the
+    accuracy by about its own standard error); every model gets the same splits, so with
+    ``reference`` the rows' ``se_paired`` compares models image by image.
     """
     _check_models(models)
+    if repeats < 1:
+        raise ValueError(f"repeats: expected at least 1, got {repeats}")
     y_f = data.forget_eval_labels.numpy()
     tasks = {}
     if len(np.unique(y_f)) > 1:
         tasks["forget classes"] = np.unique(y_f, return_inverse=True)[1]
     tasks["forget vs retain"] = np.r_[np.ones(len(y_f), int), np.zeros(len(data.retain_eval), int)]
-    rows = []
+    correct = {task: {} for task in tasks}
     for name, model in tqdm(models.items(), desc="probe", disable=not progress):
         e_f, e_r = embed(model, data.forget_eval, mask_name), embed(model, data.retain_eval, mask_name)
         for task, labels in tasks.items():
             features = e_f if task == "forget classes" else np.concatenate([e_f, e_r])
-            acc, se = _cv_accuracy(features, labels, folds, seed, c)
+            correct[task][name] = _cv_correct(features, labels, folds, seed, c, repeats)
+    se_pair = {task: paired_se(correct[task], reference) for task in tasks}
+    rows = []
+    for name, model in models.items():
+        for task, labels in tasks.items():
             chance = float(np.bincount(labels).max() / len(labels))
+            acc = float(correct[task][name].mean())
             rows.append({**_base(name, model, "probe"), "task": task, "metric": "accuracy",
-                         "value": acc, "se": se, "chance": chance, "n": len(labels)})
+                         "value": acc, "se": binomial_se(acc, len(labels)),
+                         "se_paired": se_pair[task][name], "chance": chance, "n": len(labels)})
     return pd.DataFrame(rows)
 
 
@@ -151,8 +186,13 @@ def tpr_at_fpr(member: np.ndarray, score: np.ndarray, fpr: float = 0.01) -> floa
     return float(t[f <= fpr].max())
 
 
-def membership_metrics(scores: pd.DataFrame, fpr: float = 0.01) -> pd.DataFrame:
-    """ROC AUC (with se) and TPR at ``fpr`` per model and statistic, from ``membership_scores``."""
+def membership_metrics(scores: pd.DataFrame, fpr: float = 0.01,
+                       reference: str | None = None) -> pd.DataFrame:
+    """ROC AUC (with se) and TPR at ``fpr`` per model and statistic, from ``membership_scores``.
+
+    With ``reference``, the calibrated AUC's ``se_paired`` is its own se: the reference's
+    calibrated score is 0 for every image, so its AUC is exactly 0.5, not an estimate.
+    """
     from sklearn.metrics import roc_auc_score
     rows = []
     for (name, method, statistic), g in scores.groupby(["model", "method", "statistic"], sort=False):
@@ -160,8 +200,10 @@ def membership_metrics(scores: pd.DataFrame, fpr: float = 0.01) -> pd.DataFrame:
         auc = float(roc_auc_score(member, s))
         base = {"model": name, "method": method, "probe": "membership", "statistic": statistic,
                 "members": int(member.sum()), "non_members": int((~member).sum())}
-        rows.append({**base, "metric": "auc", "value": auc,
-                     "se": roc_auc_se(auc, member.sum(), (~member).sum())})
+        se = roc_auc_se(auc, member.sum(), (~member).sum())
+        se_pair = (float("nan") if reference is None or statistic != "calibrated"
+                   else 0.0 if name == reference else se)
+        rows.append({**base, "metric": "auc", "value": auc, "se": se, "se_paired": se_pair})
         rows.append({**base, "metric": f"tpr@{fpr:.0%}fpr", "value": tpr_at_fpr(member, s, fpr),
                      "se": float("nan")})
     return pd.DataFrame(rows)
@@ -172,7 +214,7 @@ def membership_inference(models: Models, data: AuditData, reference: str, n_mask
                          progress: bool = False) -> pd.DataFrame:
     """ROC AUC and TPR at 1% FPR of the three attacks of :func:`membership_scores`."""
     return membership_metrics(membership_scores(models, data, reference, n_masks, mask_name, seed,
-                                                progress))
+                                                progress), reference=reference)
 
 
 # -- 3. relearning -----------------------------------------------------------------------------
@@ -184,18 +226,19 @@ def relearn_images(data: AuditData, k: int, seed: int = 0) -> torch.Tensor:
     return data.forget_train[torch.randperm(len(data.forget_train), generator=g)[:k]]
 
 
-def _scored(model, name, step, data, mask, seed) -> list[dict]:
-    rows = []
+def _scored(model, name, step, data, mask, seed) -> tuple[list[dict], torch.Tensor]:
+    """The step's rows (held-out forget and retain MSE) and the per-image forget errors."""
+    rows, errors = [], {}
     for split, images in (("forget", data.forget_eval), ("retain", data.retain_eval)):
-        err = hidden_errors(model, images, mask, seed=seed)
+        err = errors[split] = hidden_errors(model, images, mask, seed=seed)
         rows.append({**_base(name, model, "relearn"), "step": step, "metric": f"{split}_mse",
                      "value": err.mean().item(), "se": (err.std() / math.sqrt(len(err))).item()})
-    return rows
+    return rows, errors["forget"]
 
 
 def relearning(models: Models, data: AuditData, k: int = 32, steps: int = 50, lr: float = 1e-4,
                eval_every: int = 10, batch_size: int | None = None, mask_name: str = "centre-8/16",
-               seed: int = 0, progress: bool = False) -> pd.DataFrame:
+               seed: int = 0, progress: bool = False, reference: str | None = None) -> pd.DataFrame:
     """Fine-tune a copy of each model on ``k`` forget training images for ``steps`` steps.
 
     The whole model trains with its own ``task_loss`` under the training corruption (random box +
@@ -203,6 +246,12 @@ def relearning(models: Models, data: AuditData, k: int = 32, steps: int = 50, lr
     ``lr``. Every ``eval_every`` steps (and at 0 and the end) the hidden-region MSE under
     ``mask_name`` is measured on the *held-out* forget and retain images. The input models are
     left untouched.
+
+    One more row per model (metric ``forget_mse_curve``, no step): each held-out forget image's
+    error averaged over those checkpoints, then over images -- the area under the forget curve
+    per checkpoint. It is low when forget reconstruction is good early and stays good, i.e. when
+    it comes back fast (or never left); the last point alone cannot tell a model that is back
+    after a few steps from one that needed every step of the budget.
     """
     _check_models(models)
     for arg, v in (("steps", steps), ("eval_every", eval_every)):
@@ -214,14 +263,15 @@ def relearning(models: Models, data: AuditData, k: int = 32, steps: int = 50, lr
     batch = min(batch_size or k, k)
     size = x_k.shape[-1]
     mask = masks.mask_from_name(mask_name, 1, size)
-    rows = []
+    rows, curves = [], {}
     bar = tqdm(total=len(models) * steps, desc="relearning", disable=not progress)
     for name, original in models.items():
         model = trainable_copy(original)
         device = next(model.parameters()).device
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-        rows += _scored(model, name, 0, data, mask, seed)
+        scored, err = _scored(model, name, 0, data, mask, seed)
+        rows, curve = rows + scored, [err]
         for step in range(steps):
             g = step_generator(seed, step)
             idx = torch.randperm(k, generator=g)[:batch]
@@ -237,9 +287,17 @@ def relearning(models: Models, data: AuditData, k: int = 32, steps: int = 50, lr
             opt.step()
             bar.update()
             if (step + 1) % eval_every == 0 or step + 1 == steps:
-                rows += _scored(model, name, step + 1, data, mask, seed)
+                scored, err = _scored(model, name, step + 1, data, mask, seed)
+                rows, curve = rows + scored, curve + [err]
+        curves[name] = torch.stack(curve).mean(0).numpy()  # (N,) per image, over checkpoints
         del model, opt
     bar.close()
+    se_pair = paired_se(curves, reference)
+    for name, model in models.items():
+        rows.append({**_base(name, model, "relearn"), "metric": "forget_mse_curve",
+                     "value": float(curves[name].mean()),
+                     "se": float(curves[name].std(ddof=1) / math.sqrt(len(curves[name]))),
+                     "se_paired": se_pair[name], "checkpoints": len(curve)})
     return pd.DataFrame(rows)
 
 
@@ -261,14 +319,16 @@ def context_mask(kind: str, hidden_area: float, size: int) -> torch.Tensor:
 
 def context_sweep(models: Models, data: AuditData, areas=(0.9, 0.7, 0.5, 0.3, 0.1),
                   kinds=CONTEXT_KINDS, seed: int = 0, bootstrap: int = 200,
-                  progress: bool = False) -> pd.DataFrame:
+                  progress: bool = False, reference: str | None = None) -> pd.DataFrame:
     """Hidden-region MSE on held-out forget and retain images as the hidden area shrinks.
 
     One row per model, mask kind, ``hidden_area`` (asked for; ``hidden_fraction``: what the
     pixel grid gives) and ``set`` (forget / retain). Per model, one more row (``kind="all"``,
     metric ``pooled_ratio``): forget MSE summed over the sweep divided by retain MSE summed
     over it -- the ratio of the areas under the two error curves -- with a bootstrap se (images
-    resampled once for all points, so the points' shared images are accounted for).
+    resampled once for all points, so the points' shared images are accounted for). The same
+    resamples serve every model, so with ``reference`` the bootstrap spread of the difference of
+    two models' ratios gives ``se_paired``.
 
     Pooling weights each mask by how much there is to reconstruct under it. A mean of per-mask
     ratios would weight alike a mask that hides only background (on digits, a thin outpainting
@@ -280,7 +340,7 @@ def context_sweep(models: Models, data: AuditData, areas=(0.9, 0.7, 0.5, 0.3, 0.
     rng = np.random.default_rng(seed)
     boot = {s: torch.from_numpy(rng.integers(0, len(x), (bootstrap, len(x))))
             for s, x in (("forget", data.forget_eval), ("retain", data.retain_eval))}
-    rows = []
+    rows, boot_ratio = [], {}
     for name, model in tqdm(models.items(), desc="context sweep", disable=not progress):
         total = {"forget": 0.0, "retain": 0.0}
         boot_total = {"forget": 0.0, "retain": 0.0}
@@ -293,8 +353,14 @@ def context_sweep(models: Models, data: AuditData, areas=(0.9, 0.7, 0.5, 0.3, 0.
                              "hidden_fraction": mask.mean().item(), "set": split,
                              "metric": "mse", "value": err.mean().item(),
                              "se": (err.std() / math.sqrt(len(err))).item()})
-        value = (total["forget"] / total["retain"]).item()
-        spread = (boot_total["forget"] / boot_total["retain"]).std().item()
+        boot_ratio[name] = (boot_total["forget"] / boot_total["retain"]).numpy()
         rows.append({**_base(name, model, "context"), "kind": "all", "set": "forget/retain",
-                     "metric": "pooled_ratio", "value": value, "se": spread})
+                     "metric": "pooled_ratio", "value": (total["forget"] / total["retain"]).item(),
+                     "se": float(boot_ratio[name].std(ddof=1))})
+    if reference is not None:
+        if reference not in boot_ratio:
+            raise ValueError(f"reference: {reference!r} is not among the models {list(models)}")
+        for r in rows:
+            if r["metric"] == "pooled_ratio":
+                r["se_paired"] = float((boot_ratio[r["model"]] - boot_ratio[reference]).std(ddof=1))
     return pd.DataFrame(rows)

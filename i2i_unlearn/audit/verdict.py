@@ -7,11 +7,14 @@ Each probe is reduced to one headline statistic with a standard error (``HEADLIN
 
 A probe **flags** a model (it has not forgotten, as far as this probe can tell) when the model is
 closer to the original (position >= 0.5) *and* the probe resolves the two references at all:
-``|s_o - s_r| > z * sqrt(se_o² + se_r²)`` (z = 2 by default). When the references are not
-resolved, the verdict is "inconclusive" and the position is left out (NaN). Separately, ``differs_from_retrained`` says whether the
-model is distinguishable from the retrained model at the same z -- in either direction: a model
-that overshoots the retrained one (position < 0) has not become the retrained model either, and
-an auditor can see that too.
+``|s_o - s_r| > z * se(s_o - s_r)`` (z = 2 by default). ``se(s_o - s_r)`` is the paired standard
+error of the difference (``se_paired``: every probe scores all models on the same images) where
+the probe's rows carry it, else ``sqrt(se_o² + se_r²)``, which treats the two values as
+independent and overstates the noise of their difference. When the references are not resolved,
+the verdict is "inconclusive" and the position is left out (NaN). Separately,
+``differs_from_retrained`` says whether the model is distinguishable from the retrained model at
+the same z -- in either direction: a model that overshoots the retrained one (position < 0) has
+not become the retrained model either, and an auditor can see that too.
 """
 from __future__ import annotations
 
@@ -25,23 +28,21 @@ PROBES = ("probe", "membership", "relearn", "context")
 
 def _probe_headline(g: pd.DataFrame):
     task = "forget classes" if (g["task"] == "forget classes").any() else "forget vs retain"
-    r = g[g["task"] == task].iloc[0]
-    return f"linear-probe accuracy ({task})", r["value"], r["se"]
+    return f"linear-probe accuracy ({task})", g[g["task"] == task].iloc[0]
 
 
 def _membership_headline(g: pd.DataFrame):
-    r = g[(g["statistic"] == "calibrated") & (g["metric"] == "auc")].iloc[0]
-    return "membership AUC (calibrated)", r["value"], r["se"]
+    return "membership AUC (calibrated)", g[(g["statistic"] == "calibrated")
+                                            & (g["metric"] == "auc")].iloc[0]
 
 
 def _relearn_headline(g: pd.DataFrame):
-    last = g[(g["metric"] == "forget_mse") & (g["step"] == g["step"].max())].iloc[0]
-    return f"forget MSE after {int(last['step'])} relearning steps", last["value"], last["se"]
+    r = g[g["metric"] == "forget_mse_curve"].iloc[0]
+    return f"forget MSE averaged over {int(r['checkpoints'])} relearning checkpoints", r
 
 
 def _context_headline(g: pd.DataFrame):
-    r = g[g["metric"] == "pooled_ratio"].iloc[0]
-    return "forget/retain MSE ratio (pooled over the sweep)", r["value"], r["se"]
+    return "forget/retain MSE ratio (pooled over the sweep)", g[g["metric"] == "pooled_ratio"].iloc[0]
 
 
 HEADLINES = {"probe": _probe_headline, "membership": _membership_headline,
@@ -49,12 +50,14 @@ HEADLINES = {"probe": _probe_headline, "membership": _membership_headline,
 
 
 def headlines(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per model and probe: ``statistic``, ``value``, ``se`` (see ``HEADLINES``)."""
+    """One row per model and probe: ``statistic``, ``value``, ``se`` and ``se_paired`` (NaN where
+    the probe's rows carry none; see ``HEADLINES``)."""
     out = []
     for (probe, name), g in rows.groupby(["probe", "model"], sort=False):
-        statistic, value, se = HEADLINES[probe](g)
+        statistic, r = HEADLINES[probe](g)
         out.append({"model": name, "method": g["method"].iloc[0], "probe": probe,
-                    "statistic": statistic, "value": float(value), "se": float(se)})
+                    "statistic": statistic, "value": float(r["value"]), "se": float(r["se"]),
+                    "se_paired": float(r.get("se_paired", float("nan")))})
     return pd.DataFrame(out)
 
 
@@ -67,12 +70,14 @@ def verdict(rows: pd.DataFrame, original: str = "original", reference: str = "re
         if name not in set(heads["model"]):
             raise ValueError(f"{arg}: no model named {name!r} in the rows; models: "
                              f"{sorted(set(heads['model']))}")
+    def se_vs_reference(r, se_r: float) -> float:
+        return r["se_paired"] if not math.isnan(r["se_paired"]) else math.hypot(r["se"], se_r)
+
     out = []
     for probe, g in heads.groupby("probe", sort=False):
         g = g.set_index("model")
-        s_o, se_o = g.loc[original, ["value", "se"]]
-        s_r, se_r = g.loc[reference, ["value", "se"]]
-        resolved = abs(s_o - s_r) > z * math.hypot(se_o, se_r)
+        s_o, s_r, se_r = g.loc[original, "value"], *g.loc[reference, ["value", "se"]]
+        resolved = abs(s_o - s_r) > z * se_vs_reference(g.loc[original], se_r)
         for name, r in g.iterrows():
             # unresolved references: the position would only scale noise, so it is left out
             position = (r["value"] - s_r) / (s_o - s_r) if resolved else float("nan")
@@ -87,11 +92,12 @@ def verdict(rows: pd.DataFrame, original: str = "original", reference: str = "re
                 call = "forgotten (like the retrained)"
             out.append({"model": name, "method": r["method"], "probe": probe,
                         "statistic": r["statistic"], "value": r["value"], "se": r["se"],
+                        "se_vs_retrained": se_vs_reference(r, se_r),
                         "original": s_o, "retrained": s_r, "position": position,
                         "closer_to": closer if resolved else "-",
                         "flagged": bool(resolved and closer == "original"),
                         "differs_from_retrained": bool(abs(r["value"] - s_r)
-                                                       > z * math.hypot(r["se"], se_r)),
+                                                       > z * se_vs_reference(r, se_r)),
                         "verdict": call})
     order = {p: i for i, p in enumerate(PROBES)}
     table = pd.DataFrame(out)
