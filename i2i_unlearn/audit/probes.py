@@ -227,7 +227,7 @@ def relearn_images(data: AuditData, k: int, seed: int = 0) -> torch.Tensor:
 
 
 def _scored(model, name, step, data, mask, seed) -> tuple[list[dict], torch.Tensor]:
-    """The step's rows (held-out forget and retain MSE) and the per-image forget errors."""
+    """The step's rows (held-out forget and retain MSE) and the per-image forget errors (N,)."""
     rows, errors = [], {}
     for split, images in (("forget", data.forget_eval), ("retain", data.retain_eval)):
         err = errors[split] = hidden_errors(model, images, mask, seed=seed)
@@ -247,11 +247,8 @@ def relearning(models: Models, data: AuditData, k: int = 32, steps: int = 50, lr
     ``mask_name`` is measured on the *held-out* forget and retain images. The input models are
     left untouched.
 
-    One more row per model (metric ``forget_mse_curve``, no step): each held-out forget image's
-    error averaged over those checkpoints, then over images -- the area under the forget curve
-    per checkpoint. It is low when forget reconstruction is good early and stays good, i.e. when
-    it comes back fast (or never left); the last point alone cannot tell a model that is back
-    after a few steps from one that needed every step of the budget.
+    With ``reference``, the last step's ``forget_mse`` rows carry ``se_paired``, from the
+    per-image differences to the reference's errors on the same held-out images.
     """
     _check_models(models)
     for arg, v in (("steps", steps), ("eval_every", eval_every)):
@@ -263,15 +260,15 @@ def relearning(models: Models, data: AuditData, k: int = 32, steps: int = 50, lr
     batch = min(batch_size or k, k)
     size = x_k.shape[-1]
     mask = masks.mask_from_name(mask_name, 1, size)
-    rows, curves = [], {}
+    rows, final = [], {}
     bar = tqdm(total=len(models) * steps, desc="relearning", disable=not progress)
     for name, original in models.items():
         model = trainable_copy(original)
         device = next(model.parameters()).device
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-        scored, err = _scored(model, name, 0, data, mask, seed)
-        rows, curve = rows + scored, [err]
+        scored, final[name] = _scored(model, name, 0, data, mask, seed)
+        rows += scored
         for step in range(steps):
             g = step_generator(seed, step)
             idx = torch.randperm(k, generator=g)[:batch]
@@ -287,17 +284,14 @@ def relearning(models: Models, data: AuditData, k: int = 32, steps: int = 50, lr
             opt.step()
             bar.update()
             if (step + 1) % eval_every == 0 or step + 1 == steps:
-                scored, err = _scored(model, name, step + 1, data, mask, seed)
-                rows, curve = rows + scored, curve + [err]
-        curves[name] = torch.stack(curve).mean(0).numpy()  # (N,) per image, over checkpoints
+                scored, final[name] = _scored(model, name, step + 1, data, mask, seed)
+                rows += scored
         del model, opt
     bar.close()
-    se_pair = paired_se(curves, reference)
-    for name, model in models.items():
-        rows.append({**_base(name, model, "relearn"), "metric": "forget_mse_curve",
-                     "value": float(curves[name].mean()),
-                     "se": float(curves[name].std(ddof=1) / math.sqrt(len(curves[name]))),
-                     "se_paired": se_pair[name], "checkpoints": len(curve)})
+    se_pair = paired_se({name: err.numpy() for name, err in final.items()}, reference)
+    for r in rows:
+        if r["metric"] == "forget_mse" and r["step"] == steps:
+            r["se_paired"] = se_pair[r["model"]]
     return pd.DataFrame(rows)
 
 

@@ -37,8 +37,8 @@ def _membership_headline(g: pd.DataFrame):
 
 
 def _relearn_headline(g: pd.DataFrame):
-    r = g[g["metric"] == "forget_mse_curve"].iloc[0]
-    return f"forget MSE averaged over {int(r['checkpoints'])} relearning checkpoints", r
+    r = g[(g["metric"] == "forget_mse") & (g["step"] == g["step"].max())].iloc[0]
+    return f"forget MSE after {int(r['step'])} relearning steps", r
 
 
 def _context_headline(g: pd.DataFrame):
