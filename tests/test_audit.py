@@ -261,6 +261,8 @@ def test_paired_standard_errors_of_relearning_and_context(tiny_pair, scenes):
     assert 0 < pooled.loc["original", "se_paired"] < math.hypot(*pooled["se"])
     with pytest.raises(ValueError, match="reference"):
         context_sweep(pair, data, areas=(0.5,), reference="nobody")
+    with pytest.raises(ValueError, match="reference"):  # before any fine-tuning step
+        relearning(pair, data, k=4, steps=10**6, reference="nobody")
 
 
 def test_config_and_audit_errors_name_the_argument(small_checkpoint):

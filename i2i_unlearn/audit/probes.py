@@ -34,12 +34,14 @@ from .data import AuditData, embed, hidden_errors, method_of, trainable_copy
 Models = dict[str, I2IModel]
 
 
-def _check_models(models: Models) -> None:
+def _check_models(models: Models, reference: str | None = None) -> None:
     if not models:
         raise ValueError("models: give at least one model to audit")
     for name, model in models.items():
         if not isinstance(model, I2IModel):
             raise ValueError(f"models[{name!r}]: expected an I2IModel, got {type(model).__name__}")
+    if reference is not None and reference not in models:
+        raise ValueError(f"reference: {reference!r} is not among the models {list(models)}")
 
 
 def _base(name: str, model: I2IModel, probe: str) -> dict:
@@ -76,8 +78,6 @@ def paired_se(values: dict[str, np.ndarray], reference: str | None) -> dict[str,
     (NaN for every model without a ``reference``; 0 for the reference itself)."""
     if reference is None:
         return {name: float("nan") for name in values}
-    if reference not in values:
-        raise ValueError(f"reference: {reference!r} is not among the models {list(values)}")
     ref = np.asarray(values[reference], dtype=float)
     return {name: float(np.std(np.asarray(v, dtype=float) - ref, ddof=1) / math.sqrt(len(ref)))
             for name, v in values.items()}
@@ -96,7 +96,7 @@ def linear_probe(models: Models, data: AuditData, mask_name: str = "centre-8/16"
     accuracy by about its own standard error); every model gets the same splits, so with
     ``reference`` the rows' ``se_paired`` compares models image by image.
     """
-    _check_models(models)
+    _check_models(models, reference)
     if repeats < 1:
         raise ValueError(f"repeats: expected at least 1, got {repeats}")
     y_f = data.forget_eval_labels.numpy()
@@ -151,9 +151,7 @@ def membership_scores(models: Models, data: AuditData, reference: str, n_masks: 
       attack with one reference model). For the reference itself it is 0 for every image:
       AUC 0.5 by construction.
     """
-    _check_models(models)
-    if reference not in models:
-        raise ValueError(f"reference: {reference!r} is not among the models {list(models)}")
+    _check_models(models, reference)
     images = torch.cat([data.forget_train, data.forget_eval])
     member = np.r_[np.ones(len(data.forget_train), bool), np.zeros(len(data.forget_eval), bool)]
     mset = attack_masks(n_masks, images.shape[-1], mask_name, seed)
@@ -250,7 +248,7 @@ def relearning(models: Models, data: AuditData, k: int = 32, steps: int = 50, lr
     With ``reference``, the last step's ``forget_mse`` rows carry ``se_paired``, from the
     per-image differences to the reference's errors on the same held-out images.
     """
-    _check_models(models)
+    _check_models(models, reference)
     for arg, v in (("steps", steps), ("eval_every", eval_every)):
         if v < 1:
             raise ValueError(f"{arg}: expected at least 1, got {v}")
@@ -328,7 +326,7 @@ def context_sweep(models: Models, data: AuditData, areas=(0.9, 0.7, 0.5, 0.3, 0.
     ratios would weight alike a mask that hides only background (on digits, a thin outpainting
     border: errors near 1e-4, ratios of pure noise) and one that hides the strokes.
     """
-    _check_models(models)
+    _check_models(models, reference)
     size = data.forget_eval.shape[-1]
     grid = [(kind, a, context_mask(kind, a, size)) for kind in kinds for a in areas]
     rng = np.random.default_rng(seed)
@@ -352,8 +350,6 @@ def context_sweep(models: Models, data: AuditData, areas=(0.9, 0.7, 0.5, 0.3, 0.
                      "metric": "pooled_ratio", "value": (total["forget"] / total["retain"]).item(),
                      "se": float(boot_ratio[name].std(ddof=1))})
     if reference is not None:
-        if reference not in boot_ratio:
-            raise ValueError(f"reference: {reference!r} is not among the models {list(models)}")
         for r in rows:
             if r["metric"] == "pooled_ratio":
                 r["se_paired"] = float((boot_ratio[r["model"]] - boot_ratio[reference]).std(ddof=1))
