@@ -94,6 +94,9 @@ def test_audit_chapter_flags_the_original_and_states_its_scale(executed):
     # them; membership inference does not (no membership signal at this scale: AUC 0.51 +- 0.03).
     assert int(values["retrained_flags"]["text/plain"]) == 0
     assert int(values["original_flags"]["text/plain"]) >= 3
+    # the separation table resolves exactly the probes that flag the original
+    separation = values["separation_table"]["text/html"]
+    assert separation.count(">yes<") == int(values["original_flags"]["text/plain"])
     assert float(values["audit_seconds"]["text/plain"]) < 600
     # The visible pixels alone (a small CNN on the masked training images) tell the forget classes
     # apart at least as well as a linear probe of either reference's embeddings (measured: 0.973
