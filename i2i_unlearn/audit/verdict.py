@@ -61,6 +61,11 @@ def headlines(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _se_vs_reference(r: pd.Series, se_r: float) -> float:
+    """se of (value - reference's value): the paired one where the probe gave it."""
+    return r["se_paired"] if not math.isnan(r["se_paired"]) else math.hypot(r["se"], se_r)
+
+
 def verdict(rows: pd.DataFrame, original: str = "original", reference: str = "retrained",
             z: float = 2.0) -> pd.DataFrame:
     """The summary table: per model and probe, the headline, both references' values, the
@@ -70,15 +75,13 @@ def verdict(rows: pd.DataFrame, original: str = "original", reference: str = "re
         if name not in set(heads["model"]):
             raise ValueError(f"{arg}: no model named {name!r} in the rows; models: "
                              f"{sorted(set(heads['model']))}")
-    def se_vs_reference(r, se_r: float) -> float:
-        return r["se_paired"] if not math.isnan(r["se_paired"]) else math.hypot(r["se"], se_r)
-
     out = []
     for probe, g in heads.groupby("probe", sort=False):
         g = g.set_index("model")
         s_o, s_r, se_r = g.loc[original, "value"], *g.loc[reference, ["value", "se"]]
-        resolved = abs(s_o - s_r) > z * se_vs_reference(g.loc[original], se_r)
+        resolved = abs(s_o - s_r) > z * _se_vs_reference(g.loc[original], se_r)
         for name, r in g.iterrows():
+            se_diff = _se_vs_reference(r, se_r)
             # unresolved references: the position would only scale noise, so it is left out
             position = (r["value"] - s_r) / (s_o - s_r) if resolved else float("nan")
             closer = "original" if position >= 0.5 else "retrained"
@@ -92,12 +95,11 @@ def verdict(rows: pd.DataFrame, original: str = "original", reference: str = "re
                 call = "forgotten (like the retrained)"
             out.append({"model": name, "method": r["method"], "probe": probe,
                         "statistic": r["statistic"], "value": r["value"], "se": r["se"],
-                        "se_vs_retrained": se_vs_reference(r, se_r),
+                        "se_vs_retrained": se_diff,
                         "original": s_o, "retrained": s_r, "position": position,
                         "closer_to": closer if resolved else "-",
                         "flagged": bool(resolved and closer == "original"),
-                        "differs_from_retrained": bool(abs(r["value"] - s_r)
-                                                       > z * se_vs_reference(r, se_r)),
+                        "differs_from_retrained": bool(abs(r["value"] - s_r) > z * se_diff),
                         "verdict": call})
     order = {p: i for i, p in enumerate(PROBES)}
     table = pd.DataFrame(out)
