@@ -186,13 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "method, seed, set, metric, value; set is retain or forget)")
     p.add_argument("--json", default=None,
                    help="file to write {set: {metric: mean over seeds}} to (with --ceiling also "
-                        "'target-fill': {mse, psnr})")
+                        "'target-fill': {metric: mean})")
     p.add_argument("--ceiling", action="store_true",
                    help="also score the objective's ceiling on the forget classes: how the "
                         "original model (this one, or the parent of an unlearned one) fills them "
                         "from the forget target averaged over --ceiling-draws noise images "
-                        "(evaluate.target_fill); hidden-region MSE / PSNR, rows with method "
-                        "'target-fill'")
+                        "(evaluate.target_fill), scored with the same --metrics; rows with "
+                        "method 'target-fill'")
     p.add_argument("--ceiling-draws", type=int, default=16, metavar="K",
                    help="noise draws the ceiling's target averages (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -355,7 +355,7 @@ def _evaluate(args) -> int:
     rows = evaluate_model(model, dataset, args.forget, args.retain, args.mask, metrics,
                           args.seeds, nets=nets, name=name, method=method, progress=not args.quiet)
     if args.ceiling:
-        rows += _ceiling_rows(model, dataset, args, name)
+        rows += _ceiling_rows(model, dataset, args, name, metrics, nets)
     df = tidy(rows)
     if args.csv:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
@@ -372,17 +372,22 @@ def _evaluate(args) -> int:
     print(paper_table(df, digits=4).fillna("–").to_string())  # target-fill: forget set only
     if args.ceiling:
         mse = df[(df["set"] == "forget") & (df["metric"] == "mse")].groupby("method")["value"].mean()
+        fid = df[(df["set"] == "forget") & (df["metric"] == "fid")].groupby("method")["value"].mean()
+        also = (f"; forget FID {fid['target-fill']:.2f}, x{fid['target-fill'] / fid[method]:.2f}"
+                if "target-fill" in fid else "")
         print(f"objective's ceiling ({args.ceiling_draws} noise draws): forget MSE "
-              f"{mse['target-fill']:.4f}, x{mse['target-fill'] / mse[method]:.2f} this model's")
+              f"{mse['target-fill']:.4f}, x{mse['target-fill'] / mse[method]:.2f} this model's{also}")
     return 0
 
 
-def _ceiling_rows(model, dataset, args, name: str) -> list[dict]:
+def _ceiling_rows(model, dataset, args, name: str, metrics, nets) -> list[dict]:
     """Tidy rows of the objective's ceiling on the forget classes, one block per seed: the
-    original's target fill (``evaluate.target_fill_scores``). For an unlearned checkpoint the
-    original is its parent: the ceiling belongs to the frozen decoder and the teacher."""
+    original's target fill (``evaluate.target_fill_scores``), scored with the same ``metrics``
+    and feature networks as the model. For an unlearned checkpoint the original is its parent:
+    the ceiling belongs to the frozen decoder and the teacher."""
     from .data import make_split
     from .evaluate import target_fill_scores
+    from .metrics import nets_for_data
     manifest = getattr(model, "manifest", {}) or {}
     original = model
     if manifest.get("recipe", {}).get("command") == "unlearn":
@@ -393,11 +398,13 @@ def _ceiling_rows(model, dataset, args, name: str) -> list[dict]:
                              "here; run evaluate --ceiling on the original model instead")
         original = zoo.load(parent).to(next(model.parameters()).device)
     split = make_split(dataset.num_classes, args.forget, args.retain, dataset=dataset.name)
-    images, _ = dataset.images(split.forget, split="eval")
+    images, labels = dataset.images(split.forget, split="eval")
+    if nets is None and set(metrics) - {"psnr"}:
+        nets = nets_for_data(dataset.name)
     rows = []
     for seed in args.seeds:
-        scores = target_fill_scores(original, images, args.mask, seed=seed,
-                                    draws=args.ceiling_draws)
+        scores = target_fill_scores(original, images, args.mask, metrics, nets, labels,
+                                    seed=seed, draws=args.ceiling_draws)
         rows += [{"model": name, "method": "target-fill", "seed": int(seed), "set": "forget",
                   "metric": metric, "value": float(value)} for metric, value in scores.items()]
     return rows

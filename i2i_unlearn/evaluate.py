@@ -94,12 +94,20 @@ def target_fill(model: I2IModel, images: torch.Tensor, mask_name: str = "centre-
 
 
 def target_fill_scores(model: I2IModel, images: torch.Tensor, mask_name: str = "centre-8/16",
-                       **kwargs) -> dict[str, float]:
-    """Hidden-region MSE and PSNR of :func:`target_fill` against ``images`` (the objective's
-    ceiling on them, for a deterministic encoder)."""
+                       metrics=("psnr",), nets: MetricNets | None = None,
+                       labels: torch.Tensor | None = None, **kwargs) -> dict[str, float]:
+    """``metrics`` of :func:`target_fill` against ``images``: the objective's ceiling on them,
+    for a deterministic encoder, on the same scale as ``score_model``'s forget rows (e.g.
+    ``metrics=("fid", "psnr")`` with ``nets`` for the forget FID an exact optimum would reach).
+    The default, hidden-region MSE and PSNR, needs no feature network. ``kwargs`` go to
+    :func:`target_fill` (``draws``, ``seed``, ``noise``, ``batch_size``). -> {metric: value}"""
+    metrics = normalize_metrics(metrics)
+    if nets is None and set(metrics) - {"psnr"}:  # before the fill, which costs the most
+        raise ValueError(f"nets: metrics {sorted(set(metrics) - {'psnr'})} need feature networks, "
+                         "e.g. nets=i2i_unlearn.metrics.nets_for_data('mnist')")
     mask = masks.mask_from_name(mask_name, len(images), images.shape[-1])
-    mse = hidden_mse(target_fill(model, images, mask_name, **kwargs), images, mask)
-    return {"mse": mse.mean().item(), "psnr": psnr(mse).mean().item()}
+    fill = target_fill(model, images, mask_name, **kwargs)
+    return compute_metrics(fill, images, mask, nets, metrics, labels=labels)
 
 
 # -- the full evaluation -----------------------------------------------------------------

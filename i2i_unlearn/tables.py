@@ -175,8 +175,9 @@ def compare_methods(model: str = "mae-mnist", forget=(0, 1, 2), retain=None,
         ignore_index=True)
 
 
-__all__ = ["METHOD_ORDER", "RETAIN_SET_ROWS", "split_method", "summarize", "paper_table", "compare_methods", "alpha_sweep", "evaluate_model",
-           "tidy", "METHODS"]
+__all__ = ["METHOD_ORDER", "RETAIN_SET_ROWS", "split_method", "summarize", "paper_table",
+           "compare_methods", "alpha_sweep", "forget_ceiling", "bars_above_ceiling",
+           "evaluate_model", "tidy", "METHODS"]
 
 
 def alpha_sweep(model: str = "mae-mnist", forget=(0, 1, 2), alphas=(0.05, 0.25, 1.0),
@@ -190,3 +191,29 @@ def alpha_sweep(model: str = "mae-mnist", forget=(0, 1, 2), alphas=(0.05, 0.25, 
                              unlearn_kwargs={**extra, "alpha": alpha}, **kwargs)
         parts.append(df.assign(alpha=alpha))
     return pd.concat(parts, ignore_index=True)
+
+
+def forget_ceiling(model, forget, mask_name: str = "centre-8/16", metrics=("fid", "psnr"),
+                   draws: int = 16, seed: int = 0) -> dict[str, float]:
+    """The objective's ceiling on D_F, on the scale of a table's forget columns: ``metrics`` of
+    the original ``model``'s target fill (``evaluate.target_fill``: what it generates when its
+    encoder returns the forget target exactly, averaged over ``draws`` noise images, as an
+    encoder can reach it) on the held-out images of the ``forget`` classes, scored with the
+    feature networks of the model's data. -> {metric: value} (``psnr`` adds ``mse``)"""
+    from .data import dataset_of, make_split
+    from .evaluate import load_any, target_fill_scores
+    from .metrics import nets_for_data
+    original = load_any(model)
+    dataset = dataset_of(original.manifest)
+    split = make_split(dataset.num_classes, forget, dataset=dataset.name)
+    images, labels = dataset.images(split.forget, split="eval")
+    nets = nets_for_data(dataset.name) if set(metrics) - {"psnr"} else None
+    return target_fill_scores(original, images, mask_name, metrics, nets, labels, seed=seed,
+                              draws=draws)
+
+
+def bars_above_ceiling(ceiling_ratios: dict[str, float], bars: dict[str, float]) -> list[str]:
+    """The metrics whose forget bar (a multiple of the original's error) lies above the
+    objective's ceiling (``forget_ceiling`` over the original's value): bars no run of the
+    method is expected to pass, since an exact optimum of the objective would not."""
+    return [metric for metric, bar in bars.items() if ceiling_ratios[metric] < bar]

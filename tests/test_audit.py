@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from i2i_unlearn import masks, zoo
-from i2i_unlearn.audit import (AuditConfig, AuditData, audit, context_sweep, linear_probe,
-                               membership_inference, pool_embedding, relearning, run_audit,
-                               verdict, verdict_matrix)
+from i2i_unlearn.audit import (AuditConfig, AuditData, audit, context_sweep, generalisation_gap,
+                               linear_probe, membership_inference, membership_scores,
+                               pool_embedding, relearning, run_audit, verdict, verdict_matrix)
+from i2i_unlearn.audit.data import hidden_errors
 from i2i_unlearn.audit.probes import context_mask, roc_auc_se
 from i2i_unlearn.data import load_dataset
 from i2i_unlearn.loop import LoopConfig, train
@@ -182,6 +183,27 @@ def test_membership_flags_a_model_that_memorised_its_training_images(tiny_pair):
     assert tpr[("original", "calibrated")] > 0.9
     table = verdict(rows.assign(probe="membership"))
     assert table.set_index("model").loc["original", "flagged"]
+
+
+def test_generalisation_gap_is_what_a_membership_attack_has_to_work_with(tiny_pair):
+    """A model that reconstructs its members exactly has a huge gap; the gap is the held-out /
+    member ratio of geometric-mean errors, read off the attack's own per-image scores."""
+    data, base = tiny_pair
+    models = {"original": Memoriser(base, data.forget_train), "retrained": base}
+    scores = membership_scores(models, data, reference="retrained", n_masks=3)
+    gap = generalisation_gap(scores).set_index("model")
+    assert gap.loc["original", "ratio"] > 100 and gap.loc["original", "z"] > 10
+    assert gap.loc["original", "members"] == len(data.forget_train)
+    loss = generalisation_gap(scores, "loss").set_index("model")
+    errors = hidden_errors(base, torch.cat([data.forget_train, data.forget_eval]),
+                           masks.mask_from_name("centre-8/16", 1, SIZE)).numpy()
+    members = len(data.forget_train)
+    assert loss.loc["retrained", "member_error"] == pytest.approx(
+        np.exp(np.log(errors[:members]).mean()), rel=1e-5)
+    assert loss.loc["retrained", "ratio"] == pytest.approx(
+        np.exp(np.log(errors[members:]).mean() - np.log(errors[:members]).mean()), rel=1e-5)
+    with pytest.raises(ValueError, match="statistic"):
+        generalisation_gap(scores, "calibrated")
 
 
 def test_probe_flags_class_information_in_the_embeddings(tiny_pair):

@@ -9,7 +9,9 @@ from i2i_unlearn.data import load_dataset
 from i2i_unlearn.evaluate import (COLUMNS, describe, embedding_groups, evaluate_model,
                                   reconstruction_scores, score_model, target_fill,
                                   target_fill_scores, tidy)
+from i2i_unlearn import masks
 from i2i_unlearn.masks import mask_from_name
+from i2i_unlearn.metrics import compute_metrics
 from i2i_unlearn.unlearn import make_noise
 from i2i_unlearn.tables import METHOD_ORDER, compare_methods, paper_table, summarize
 
@@ -203,6 +205,29 @@ def test_target_fill_is_what_an_encoder_meeting_the_forget_target_generates():
 
     original, ceiling = reconstruction_scores(model, x), target_fill_scores(model, x)
     assert ceiling["mse"] > 2 * original["mse"], (ceiling, original)
+    with pytest.raises(ValueError, match=r"nets: metrics \['fid'\]"):  # named before any work
+        target_fill_scores(model, x, metrics=("fid",))
+
+
+def test_forget_ceiling_scores_the_target_fill_like_a_tables_forget_column():
+    """tables.forget_ceiling: the target fill of the held-out forget images, scored with the
+    model's own feature networks (FID as score_model's forget column); the bars above it named."""
+    from i2i_unlearn.metrics import nets_for_data
+    from i2i_unlearn.tables import bars_above_ceiling, forget_ceiling
+
+    model = zoo.load("mae-mnist")
+    ceiling = forget_ceiling("mae-mnist", [0, 1, 2], draws=2)
+    x, labels = load_dataset("mnist").images([0, 1, 2], split="eval")
+    mask = masks.mask_from_name("centre-8/16", len(x), 32)
+    fill = target_fill(model, x, draws=2)
+    expected = compute_metrics(fill, x, mask, nets_for_data("mnist"), ("fid", "psnr"))
+    assert ceiling == pytest.approx(expected, rel=1e-6)
+    original = score_model(model, load_dataset("mnist"), [0, 1, 2], [3, 4, 5],
+                           metrics=("fid", "psnr"))["forget"]
+    ratios = {m: ceiling[m] / original[m] for m in ("fid", "mse")}
+    assert ratios["mse"] > 2 and ratios["fid"] > 1.5  # x3.9 and x2.6 with 16 draws
+    assert bars_above_ceiling(ratios, {"fid": 100.0, "mse": 2.0}) == ["fid"]
+    assert bars_above_ceiling(ratios, {"fid": 1.0, "mse": 1.0}) == []
 
 
 def test_target_fill_draws_average_the_embedding_in_every_family():

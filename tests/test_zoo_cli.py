@@ -263,20 +263,30 @@ def test_float16_save_refuses_weights_it_would_round(tmp_path):
 
 def test_cli_evaluate_scores_the_objectives_ceiling(tmp_path, capsys):
     """``evaluate --ceiling`` adds the original's target fill on the forget classes (method
-    'target-fill'); for an unlearned checkpoint it is its parent's, the same numbers."""
+    'target-fill'), scored with the same --metrics; for an unlearned checkpoint it is its
+    parent's, the same numbers."""
     from i2i_unlearn.evaluate import target_fill_scores
+    from i2i_unlearn.metrics import nets_for_data
 
-    args = ["--forget", "0-2", "--ceiling", "--ceiling-draws", "2", "--quiet"]
+    args = ["--forget", "0-2", "--ceiling", "--ceiling-draws", "2", "--metrics", "fid", "psnr",
+            "--quiet"]
     rows, scores = tmp_path / "rows.csv", tmp_path / "scores.json"
     assert main(["evaluate", "--model", "mae-mnist", *args, "--csv", str(rows),
                  "--json", str(scores)]) == 0
-    assert "objective's ceiling (2 noise draws)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "objective's ceiling (2 noise draws)" in printed and "forget FID" in printed
     df = pd.read_csv(rows)
     fill = df[df["method"] == "target-fill"]
-    assert set(fill["set"]) == {"forget"} and set(fill["metric"]) == {"mse", "psnr"}
-    images, _ = load_dataset("mnist").images([0, 1, 2], split="eval")
-    expected = target_fill_scores(zoo.load("mae-mnist"), images, draws=2)["mse"]
-    assert fill.loc[fill["metric"] == "mse", "value"].item() == pytest.approx(expected, rel=1e-6)
+    assert set(fill["set"]) == {"forget"} and set(fill["metric"]) == {"fid", "mse", "psnr"}
+    images, labels = load_dataset("mnist").images([0, 1, 2], split="eval")
+    expected = target_fill_scores(zoo.load("mae-mnist"), images, metrics=("fid", "psnr"),
+                                  nets=nets_for_data("mnist"), labels=labels, draws=2)
+    for metric in ("fid", "mse"):
+        value = fill.loc[fill["metric"] == metric, "value"].item()
+        assert value == pytest.approx(expected[metric], rel=1e-6), metric
+    original_fid = df[(df["method"] == "original") & (df["set"] == "forget")
+                      & (df["metric"] == "fid")]["value"].item()
+    assert expected["fid"] > 1.5 * original_fid  # x2.6 on mae-mnist at 8/16
     saved = json.loads(scores.read_text())
     assert set(saved) == {"retain", "forget", "target-fill"}
     assert saved["target-fill"]["mse"] > 2 * saved["forget"]["mse"]  # x3.9 on mae-mnist

@@ -34,12 +34,13 @@ from tqdm.auto import tqdm
 from ..models.base import I2IModel
 from . import plots
 from .data import AuditData, embed, hidden_errors, method_of, pool_embedding, trainable_copy
-from .probes import (CONTEXT_KINDS, context_sweep, linear_probe, membership_inference,
-                     membership_metrics, membership_scores, relearning)
+from .probes import (CONTEXT_KINDS, context_sweep, generalisation_gap, linear_probe,
+                     membership_inference, membership_metrics, membership_scores, relearning)
 from .verdict import PROBES, headlines, verdict, verdict_matrix
 
 __all__ = ["AuditConfig", "AuditData", "AuditResult", "audit", "run_audit", "linear_probe",
-           "membership_inference", "membership_scores", "membership_metrics", "relearning",
+           "membership_inference", "membership_scores", "membership_metrics",
+           "generalisation_gap", "relearning",
            "context_sweep", "verdict", "verdict_matrix", "headlines", "embed", "pool_embedding",
            "hidden_errors", "trainable_copy", "method_of", "plots", "PROBES", "CONTEXT_KINDS"]
 

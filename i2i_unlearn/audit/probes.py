@@ -207,6 +207,36 @@ def membership_metrics(scores: pd.DataFrame, fpr: float = 0.01,
     return pd.DataFrame(rows)
 
 
+def generalisation_gap(scores: pd.DataFrame, statistic: str = "multi-mask") -> pd.DataFrame:
+    """How much better each model reconstructs the members than held-out images of the same
+    classes: what any membership attack on reconstruction error has to work with.
+
+    scores: ``membership_scores`` rows; ``statistic`` "multi-mask" (minus each image's mean log
+    error over the attack's masks) or "loss". One row per model: ``member_error`` and
+    ``held_out_error`` (geometric means), ``ratio`` = held-out / member error (1: no gap), its
+    ``log_gap`` with a Welch standard error ``se`` and ``z`` = log_gap / se. A model that
+    generalises (ratio near 1, z small) leaks no membership, and no attack can flag it.
+    """
+    if statistic not in ("multi-mask", "loss"):
+        raise ValueError(f"statistic: expected 'multi-mask' or 'loss', got {statistic!r}")
+    rows = []
+    for (name, method), g in scores[scores["statistic"] == statistic].groupby(
+            ["model", "method"], sort=False):
+        s = g["score"].to_numpy()
+        log_err = -s if statistic == "multi-mask" else np.log(np.maximum(-s, 1e-8))
+        mem, held = log_err[g["member"].to_numpy()], log_err[~g["member"].to_numpy()]
+        gap = float(held.mean() - mem.mean())
+        se = math.sqrt(mem.var(ddof=1) / len(mem) + held.var(ddof=1) / len(held))
+        rows.append({"model": name, "method": method, "statistic": statistic,
+                     "members": len(mem), "non_members": len(held),
+                     "member_error": float(np.exp(mem.mean())),
+                     "held_out_error": float(np.exp(held.mean())), "ratio": math.exp(gap),
+                     "log_gap": gap, "se": se, "z": gap / se if se > 0 else math.nan})
+    if not rows:
+        raise ValueError(f"scores: no rows of statistic {statistic!r}")
+    return pd.DataFrame(rows)
+
+
 def membership_inference(models: Models, data: AuditData, reference: str, n_masks: int = 8,
                          mask_name: str = "centre-8/16", seed: int = 0,
                          progress: bool = False) -> pd.DataFrame:
