@@ -19,7 +19,8 @@ import pandas as pd
 
 from i2i_unlearn import zoo
 from i2i_unlearn.metrics import METRICS
-from i2i_unlearn.tables import METHOD_ORDER, compare_methods, paper_table, summarize
+from i2i_unlearn.tables import (METHOD_ORDER, bars_above_ceiling, compare_methods,
+                                forget_ceiling, paper_table, summarize)
 
 
 def find_retrained(name: str | None, model: str) -> str | None:
@@ -116,6 +117,14 @@ def report(df, args, mask, retrained) -> None:
             print(f"  {method:15s} FID vs the original's: retain "
                   f"x{s[method, 'retain', 'fid'] / s['original', 'retain', 'fid']:.3f}, forget "
                   f"x{s[method, 'forget', 'fid'] / s['original', 'forget', 'fid']:.2f}")
+        # The objective's ceiling: the original's target fill (16 noise draws) on D_F.
+        fill = forget_ceiling(args.model, args.forget, mask, draws=16)
+        ratios = {m: fill[m] / s["original", "forget", m] for m in ("fid", "mse")
+                  if ("original", "forget", m) in s.index}
+        above = bars_above_ceiling(ratios, {"fid": 3.0})
+        print("  objective's ceiling (target fill, 16 draws): "
+              + ", ".join(f"forget {m.upper()} x{v:.2f}" for m, v in ratios.items())
+              + ("; the forget FID target (3x) lies above it" if above else ""))
 
 
 if __name__ == "__main__":
