@@ -19,7 +19,7 @@ book: $(VENV)/.installed
 	$(PY) tools/build_book.py --scale $(SCALE)
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=15
 
 clean:
 	rm -rf _build .pytest_cache

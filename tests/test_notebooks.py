@@ -191,8 +191,10 @@ def test_scorecard_pastes_each_pages_verdicts_and_numbers(executed, book_html):
              value("01_theory", "claims_passed", "d"),
              value("02_table1_imagenet", "ours_over_retrained_forget_mse", ".2f"),
              value("00_quickstart", "target_ratio", ".2f"),
+             value("02_table1_imagenet", "ceiling_forget_fid_ratio", ".2f"),
              value("08_appendix_masks", "context_auc_main"),
-             value("09_audit", "original_flags", "d")]
+             value("09_audit", "original_flags", "d"),
+             value("09_audit", "gap_held_out_phrase"), value("09_audit", "gap_original_z", ".1f")]
     at = 0
     for item in want:
         found = text.find(item, at)
