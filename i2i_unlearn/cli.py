@@ -382,12 +382,10 @@ def _evaluate(args) -> int:
 
 def _ceiling_rows(model, dataset, args, name: str, metrics, nets) -> list[dict]:
     """Tidy rows of the objective's ceiling on the forget classes, one block per seed: the
-    original's target fill (``evaluate.target_fill_scores``), scored with the same ``metrics``
+    original's target fill (``tables.forget_ceiling``), scored with the same ``metrics``
     and feature networks as the model. For an unlearned checkpoint the original is its parent:
     the ceiling belongs to the frozen decoder and the teacher."""
-    from .data import make_split
-    from .evaluate import target_fill_scores
-    from .metrics import nets_for_data
+    from .tables import forget_ceiling
     manifest = getattr(model, "manifest", {}) or {}
     original = model
     if manifest.get("recipe", {}).get("command") == "unlearn":
@@ -397,14 +395,10 @@ def _ceiling_rows(model, dataset, args, name: str, metrics, nets) -> list[dict]:
                              f"checkpoint's parent ({parent or 'not recorded'}) cannot be loaded "
                              "here; run evaluate --ceiling on the original model instead")
         original = zoo.load(parent).to(next(model.parameters()).device)
-    split = make_split(dataset.num_classes, args.forget, args.retain, dataset=dataset.name)
-    images, labels = dataset.images(split.forget, split="eval")
-    if nets is None and set(metrics) - {"psnr"}:
-        nets = nets_for_data(dataset.name)
     rows = []
     for seed in args.seeds:
-        scores = target_fill_scores(original, images, args.mask, metrics, nets, labels,
-                                    seed=seed, draws=args.ceiling_draws)
+        scores = forget_ceiling(original, args.forget, args.mask, metrics, args.ceiling_draws,
+                                seed, dataset=dataset, nets=nets)
         rows += [{"model": name, "method": "target-fill", "seed": int(seed), "set": "forget",
                   "metric": metric, "value": float(value)} for metric, value in scores.items()]
     return rows

@@ -194,20 +194,22 @@ def alpha_sweep(model: str = "mae-mnist", forget=(0, 1, 2), alphas=(0.05, 0.25, 
 
 
 def forget_ceiling(model, forget, mask_name: str = "centre-8/16", metrics=("fid", "psnr"),
-                   draws: int = 16, seed: int = 0) -> dict[str, float]:
+                   draws: int = 16, seed: int = 0, dataset=None, nets=None) -> dict[str, float]:
     """The objective's ceiling on D_F, on the scale of a table's forget columns: ``metrics`` of
     the original ``model``'s target fill (``evaluate.target_fill``: what it generates when its
     encoder returns the forget target exactly, averaged over ``draws`` noise images, as an
-    encoder can reach it) on the held-out images of the ``forget`` classes, scored with the
-    feature networks of the model's data. -> {metric: value} (``psnr`` adds ``mse``)"""
+    encoder can reach it) on the held-out images of the ``forget`` classes of ``dataset``
+    (default: the model's own data), scored with ``nets`` (default: the feature networks of
+    that data). -> {metric: value} (``psnr`` adds ``mse``)"""
     from .data import dataset_of, make_split
     from .evaluate import load_any, target_fill_scores
     from .metrics import nets_for_data
     original = load_any(model)
-    dataset = dataset_of(original.manifest)
+    dataset = dataset if dataset is not None else dataset_of(original.manifest)
     split = make_split(dataset.num_classes, forget, dataset=dataset.name)
     images, labels = dataset.images(split.forget, split="eval")
-    nets = nets_for_data(dataset.name) if set(metrics) - {"psnr"} else None
+    if nets is None and set(metrics) - {"psnr"}:
+        nets = nets_for_data(dataset.name)
     return target_fill_scores(original, images, mask_name, metrics, nets, labels, seed=seed,
                               draws=draws)
 
