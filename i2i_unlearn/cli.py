@@ -246,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notebooks-dir", default=None, metavar="DIR",
                    help="where the notebooks are (default: ./notebooks, else the checkout's)")
     p.add_argument("--timeout", type=int, default=1800, help="seconds per cell (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="notebooks run side by side, each page after the pages it reuses "
+                        "(default: 2 at tiny scale on two cores or more, else 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -469,11 +472,11 @@ def _reproduce(args) -> int:
         overrides = parse_overrides(args.parameter)
         summary = reproduce(args.notebooks, args.scale, args.out, overrides,
                             folder=args.notebooks_dir, timeout=args.timeout,
-                            progress=not args.quiet)
+                            progress=not args.quiet, workers=args.workers)
     except ValueError as err:  # name the flag or argument, not the function's parameter
         msg = str(err)
         for field, flag in (("parameters", "--parameter"), ("parameter", "--parameter"),
-                            ("notebooks", "NOTEBOOK")):
+                            ("notebooks", "NOTEBOOK"), ("workers", "--workers")):
             if msg.startswith(field + ":"):
                 msg = flag + msg[len(field):]
                 break

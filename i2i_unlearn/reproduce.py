@@ -14,6 +14,8 @@ unlearns each configuration once. ``make book`` does the same and then builds th
 from __future__ import annotations
 
 import ast
+import concurrent.futures as futures
+import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -42,6 +44,20 @@ PAPER_PARAMETERS = {
                              for m in ("ours", "ours-proxy", "max-loss", "noisy-label")]},
 }
 TINY_ONLY = ("00_quickstart", "01_theory", "09_audit", "11_own_model")  # the reasons are on each page
+# Pages that reuse another page's experiments (unlearned models, tables) through the cache: when
+# pages run side by side, each waits for the pages it reuses, so that work is done once. A missing
+# entry costs time, never correctness (the cache is safe under concurrent writers).
+NEEDS = {"03b_table_families": ("02_table1_imagenet", "03_table_places"),
+         **{stem: ("02_table1_imagenet",) for stem in (
+             "04_figure_qualitative", "05_figure_tsne", "06_ablation_alpha", "07_ablation_proxy",
+             "08_appendix_masks", "09_audit", "10_explorer")}}
+# About how many minutes each page takes at tiny scale on 2 cores, alone (a schedule hint only:
+# the longest chains start first, so two workers finish together).
+TINY_MINUTES = {"00_quickstart": 1.2, "01_theory": 0.8, "02_table1_imagenet": 2.5,
+                "03_table_places": 2.2, "03b_table_families": 6.3, "04_figure_qualitative": 0.5,
+                "05_figure_tsne": 2.3, "06_ablation_alpha": 1.3, "07_ablation_proxy": 1.3,
+                "08_appendix_masks": 3.9, "09_audit": 3.1, "10_explorer": 0.6,
+                "11_own_model": 3.2}
 # The paper dataset a page runs on, where it is not the data of the models it names.
 PAPER_DATA_OF_PAGE = {"02_table1_imagenet": "imagenet", "03_table_places": "places"}
 
@@ -150,6 +166,99 @@ def execute(notebook: Path, out: Path, parameters: dict | None = None, timeout: 
     return out
 
 
+def default_workers(scale: str) -> int:
+    """Pages run side by side: two at tiny scale on two cores or more (a tiny model barely uses a
+    second thread), else one (a paper-scale page has the GPU to itself)."""
+    return 2 if scale == "tiny" and (os.cpu_count() or 1) >= 2 else 1
+
+
+def _priority(stem: str, stems: set[str]) -> float:
+    """Minutes of ``stem`` plus those of the chosen pages that wait for it: the longer, the sooner."""
+    waiting = [s for s in stems if stem in NEEDS.get(s, ())]
+    return TINY_MINUTES.get(stem, 1.0) + sum(TINY_MINUTES.get(s, 1.0) for s in waiting)
+
+
+def _execute_timed(notebook: Path, out: Path, parameters: dict, timeout: int,
+                   env: dict | None = None) -> tuple[float, str]:
+    """Run one page; -> (seconds, error: "" or the failure's last line). Errors are returned as
+    text so that a worker process never has to pickle papermill's exception."""
+    os.environ.update(env or {})  # a worker's threads and cache, inherited by the kernel
+    start = time.time()
+    try:
+        execute(notebook, out, parameters, timeout)
+        error = ""
+    except Exception as err:  # noqa: BLE001 -- reported by the caller
+        lines = str(err).strip().splitlines()
+        error = lines[-1] if lines else type(err).__name__
+    return round(time.time() - start, 1), error
+
+
+def run_notebooks(plan: dict, out: str | Path, workers: int = 1, timeout: int = 1800,
+                  stop_on_failure: bool = False, log=None, on_finish=None) -> list[dict]:
+    """Execute ``plan`` (notebook path -> papermill parameters) into ``out``, ``workers`` at once.
+
+    With one worker the pages run in ``plan``'s order in this process. With more, each runs in a
+    worker process once the pages it reuses (``NEEDS``) are done, the ready page that heads the
+    most work (``TINY_MINUTES``) first, and each kernel gets ``cpu_count // workers`` threads
+    (unless ``OMP_NUM_THREADS`` is set). ``log(text)`` hears of each start and finish, and
+    ``on_finish(rows)`` gets the rows so far (in ``plan``'s order) as each page ends.
+
+    Returns one row per page, in ``plan``'s order: ``notebook, status ("ok" | "failed" |
+    "skipped"), seconds, path, error``. A failure does not stop the others unless
+    ``stop_on_failure``: then no new page starts and the rest are "skipped".
+    """
+    if workers < 1:
+        raise ValueError(f"workers: expected at least 1, got {workers}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = log or (lambda text: None)
+    order = list(plan)
+    rows = {nb: {"notebook": nb.stem, "status": "skipped", "seconds": 0.0,
+                 "path": str(out / nb.name), "error": ""} for nb in order}
+
+    def finish(nb, seconds, error):
+        rows[nb].update(status="failed" if error else "ok", seconds=seconds, error=error)
+        log(f"{nb.stem}: {'failed: ' + error if error else 'done'} in {seconds:.0f} s")
+        if on_finish is not None:
+            on_finish([rows[n] for n in order if rows[n]["status"] != "skipped"])
+
+    if workers == 1:
+        for nb in order:
+            log(f"executing {nb.stem} ...")
+            finish(nb, *_execute_timed(nb, out / nb.name, plan[nb], timeout))
+            if stop_on_failure and rows[nb]["status"] == "failed":
+                break
+        return [rows[nb] for nb in order]
+
+    threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // workers))
+    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+    if CACHE_ENV in os.environ:
+        env[CACHE_ENV] = os.environ[CACHE_ENV]
+    stems = {nb.stem for nb in order}
+    waiting, done, running = list(order), set(), {}
+    failed = False
+    with futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while waiting or running:
+            ready = [] if failed and stop_on_failure else [
+                nb for nb in waiting
+                if all(n not in stems or n in done for n in NEEDS.get(nb.stem, ()))]
+            for nb in sorted(ready, key=lambda nb: -_priority(nb.stem, stems)):
+                if len(running) == workers:
+                    break
+                waiting.remove(nb)
+                log(f"executing {nb.stem} ...")
+                running[pool.submit(_execute_timed, nb, out / nb.name, plan[nb], timeout, env)] = nb
+            if not running:
+                break  # stopped after a failure: the rest stay "skipped"
+            finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+            for future in finished:
+                nb = running.pop(future)
+                finish(nb, *future.result())
+                done.add(nb.stem)
+                failed = failed or rows[nb]["status"] == "failed"
+    return [rows[nb] for nb in order]
+
+
 def parse_overrides(pairs) -> dict:
     """``["steps=50", "seeds=[0, 1]", "model=mae-mnist"]`` -> {"steps": 50, "seeds": [0, 1],
     "model": "mae-mnist"}: values are Python literals, or strings where they are not."""
@@ -167,8 +276,10 @@ def parse_overrides(pairs) -> dict:
 
 def reproduce(names=None, scale: str = "tiny", out: str | Path = "runs/reproduce",
               overrides: dict | None = None, folder: str | Path | None = None,
-              timeout: int = 1800, progress: bool = True) -> pd.DataFrame:
-    """Execute the notebooks ``names`` (default: all) at ``scale`` into ``out``.
+              timeout: int = 1800, progress: bool = True,
+              workers: int | None = None) -> pd.DataFrame:
+    """Execute the notebooks ``names`` (default: all) at ``scale`` into ``out``, ``workers`` at
+    a time (default: :func:`default_workers`; see :func:`run_notebooks`).
 
     ``overrides`` set papermill parameters on top of the scale's (each goes to the notebooks
     that have it; one that no selected notebook has is an error). Returns, and writes to
@@ -196,23 +307,23 @@ def reproduce(names=None, scale: str = "tiny", out: str | Path = "runs/reproduce
     out.mkdir(parents=True, exist_ok=True)
     previous = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = previous or str((out / "cache" / scale).resolve())
-    rows = []
+    bar = tqdm(total=len(plan), desc=f"notebooks ({scale} scale)", disable=not progress)
+
+    def table(rows) -> pd.DataFrame:
+        scales = {nb.stem: params.get("scale", "tiny") for nb, params in plan.items()}
+        frame = pd.DataFrame(rows, columns=["notebook", "status", "seconds", "path", "error"])
+        frame.insert(1, "scale", frame["notebook"].map(scales))
+        return frame
+
+    def finished(rows):
+        bar.update(len(rows) - bar.n)
+        table(rows).to_csv(out / "summary.csv", index=False)  # kept as it grows
+
     try:
-        bar = tqdm(plan.items(), desc=f"notebooks ({scale} scale)", disable=not progress)
-        for nb, params in bar:
-            bar.set_postfix_str(nb.stem)
-            start, target = time.time(), out / nb.name
-            row = {"notebook": nb.stem, "scale": params.get("scale", "tiny"), "status": "ok",
-                   "seconds": 0.0, "path": str(target), "error": ""}
-            try:
-                execute(nb, target, params, timeout)
-            except Exception as err:  # noqa: BLE001 -- recorded, and the other notebooks run
-                lines = str(err).strip().splitlines()
-                row["status"], row["error"] = "failed", lines[-1] if lines else type(err).__name__
-            row["seconds"] = round(time.time() - start, 1)
-            rows.append(row)
-            pd.DataFrame(rows).to_csv(out / "summary.csv", index=False)  # kept as it grows
+        rows = run_notebooks(plan, out, workers or default_workers(scale), timeout,
+                             log=bar.set_postfix_str, on_finish=finished)
     finally:
+        bar.close()
         if previous is None:
             os.environ.pop(CACHE_ENV, None)
-    return pd.DataFrame(rows)
+    return table(rows)

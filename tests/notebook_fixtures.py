@@ -36,8 +36,9 @@ def executed(tmp_path_factory) -> Path:
     # One experiment cache for the session: notebooks reuse each other's unlearned models.
     mp = pytest.MonkeyPatch()
     mp.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("experiments")))
-    for nb in build_book.notebooks():
-        build_book.execute(nb, out / nb.name, TINY.get(nb.stem, {}), timeout=900)
+    plan = {nb: TINY.get(nb.stem, {}) for nb in build_book.notebooks()}
+    # Two at a time as `make book` does; a failing page keeps its traceback for its own tests.
+    build_book.reproduce.run_notebooks(plan, out, workers=2, timeout=900)
     yield out
     mp.undo()
 

@@ -1,5 +1,6 @@
 """``i2i-unlearn reproduce``: pick notebooks, run them with papermill, keep going past a failure."""
 import os
+import re
 
 import nbformat
 import pandas as pd
@@ -127,3 +128,37 @@ def test_documented_reproduce_commands_name_real_notebooks_and_parameters():
         passed = [words[i + 1].split("=")[0] for i, w in enumerate(words)
                   if w in ("-p", "--parameter")]
         assert set(passed) <= known, (line, set(passed) - known)
+
+
+def test_pages_run_side_by_side_each_after_the_pages_it_reuses(folder, tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(reproduce, "NEEDS", {"03b_idle": ("01_square",)})
+    nbs = reproduce.select(None, folder)
+    _notebook(folder / "01_square.ipynb", "n = 3",  # slow enough that 03b would start first
+              "import os, time\ntime.sleep(3)\nprint('ended', time.time(), 'threads', "
+              "os.environ['OMP_NUM_THREADS'])")
+    _notebook(folder / "03b_idle.ipynb", "n = 0", "import time\nprint('started', time.time())")
+    heard = []
+    rows = reproduce.run_notebooks({nb: {} for nb in nbs}, tmp_path / "out", workers=2,
+                                   timeout=120, log=heard.append)
+    assert [r["notebook"] for r in rows] == ["01_square", "02_broken", "03b_idle"]
+    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
+    assert "alpha: expected >= 0, got -1" in rows[1]["error"]
+    text = lambda stem: (tmp_path / "out" / f"{stem}.ipynb").read_text()  # noqa: E731
+    ended = float(re.search(r"ended (\d+\.\d+)", text("01_square")).group(1))
+    started = float(re.search(r"started (\d+\.\d+)", text("03b_idle")).group(1))
+    assert started > ended  # it waited for the page it reuses
+    assert f"threads {max(1, (os.cpu_count() or 1) // 2)}" in text("01_square")
+    assert any(h.startswith("02_broken: failed") for h in heard)
+
+
+def test_after_a_failure_with_stop_on_failure_no_new_page_starts(folder, tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "NEEDS", {"03b_idle": ("02_broken",)})
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))  # passed on to the workers' kernels
+    nbs = reproduce.select(None, folder)
+    rows = reproduce.run_notebooks({nb: {} for nb in nbs}, tmp_path / "out", workers=2,
+                                   timeout=120, stop_on_failure=True)
+    assert [r["status"] for r in rows] == ["ok", "failed", "skipped"]
+    assert not (tmp_path / "out" / "03b_idle.ipynb").exists()
+    with pytest.raises(ValueError, match="workers: expected at least 1, got 0"):
+        reproduce.run_notebooks({nb: {} for nb in nbs}, tmp_path / "o2", workers=0)

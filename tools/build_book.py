@@ -1,6 +1,6 @@
 """Execute every notebook with papermill into a build copy, then build the HTML book with -W.
 
-    python tools/build_book.py [--scale tiny|paper] [--executed DIR] [--cdn]
+    python tools/build_book.py [--scale tiny|paper] [--executed DIR] [--workers N] [--cdn]
 
 The build copy (``_build/src``) keeps the committed layout (``notebooks/<name>.ipynb``), so the
 Colab button of each page points at the committed notebook. Papermill's injected-parameters cell
@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -63,7 +62,7 @@ def use_vendored_scripts(src: Path) -> None:
 
 
 def build(scale: str = "tiny", executed: Path | None = None, out: Path = BUILD,
-          vendor: bool = True) -> Path:
+          vendor: bool = True, workers: int | None = None) -> Path:
     src = out / "src"
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir(parents=True)
@@ -75,18 +74,20 @@ def build(scale: str = "tiny", executed: Path | None = None, out: Path = BUILD,
         check_paper_inputs()
     # Notebooks share unlearned models and tables through one cache per scale (never in git).
     os.environ.setdefault(CACHE_ENV, str(out / "cache" / scale))
-    for nb in notebooks():
-        target = src / "notebooks" / nb.name
-        if executed is not None:
-            shutil.copy(executed / nb.name, target)
-            hide_injected_parameters(target)
-            continue
-        start = time.time()
-        parameters = parameters_for(nb, scale)
-        print(f"executing {nb.relative_to(ROOT)} ({parameters.get('scale', 'tiny')} scale) ...",
-              flush=True)
-        execute(nb, target, parameters)
-        print(f"  done in {time.time() - start:.0f} s", flush=True)
+    if executed is not None:
+        for nb in notebooks():
+            shutil.copy(executed / nb.name, src / "notebooks" / nb.name)
+            hide_injected_parameters(src / "notebooks" / nb.name)
+    else:
+        workers = workers or reproduce.default_workers(scale)
+        plan = {nb: parameters_for(nb, scale) for nb in notebooks()}
+        print(f"executing {len(plan)} notebooks at {scale} scale, {workers} at a time ...", flush=True)
+        rows = reproduce.run_notebooks(plan, src / "notebooks", workers, stop_on_failure=True,
+                                       log=lambda text: print("  " + text, flush=True))
+        failed = [r for r in rows if r["status"] == "failed"]
+        if failed:
+            raise SystemExit(f"{failed[0]['notebook']} failed: {failed[0]['error']} (its executed "
+                             f"cells and traceback: {failed[0]['path']})")
     subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(src), "-W", "-n",
                     "--keep-going", "--all"], check=True)
     html = src / "_build" / "html"
@@ -100,8 +101,11 @@ if __name__ == "__main__":
     parser.add_argument("--scale", choices=["tiny", "paper"], default="tiny")
     parser.add_argument("--executed", type=Path, default=None,
                         help="folder of already executed notebooks to reuse")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="notebooks executed side by side (default: 2 at tiny scale on two "
+                             "cores or more, else 1)")
     parser.add_argument("--cdn", action="store_true",
                         help="load MathJax and the widget scripts from their CDNs instead of "
                              "copying them into the book (needs no npm registry)")
     args = parser.parse_args()
-    build(args.scale, args.executed, vendor=not args.cdn)
+    build(args.scale, args.executed, vendor=not args.cdn, workers=args.workers)
