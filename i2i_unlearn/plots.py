@@ -17,17 +17,11 @@ def masked_view(x: torch.Tensor, mask: torch.Tensor, fill: float = 0.0) -> torch
     return x * (1 - mask) + fill * mask
 
 
-def image_grid(rows: dict[str, torch.Tensor], title: str = "", scale: str = "tiny",
-               col_labels: list[str] | None = None, cell: float = 1.0):
-    """One row per entry of ``rows`` (label -> (N, C, H, W)), N images per row.
-
-    Returns the matplotlib figure; the title ends with the scale the images come from.
-    """
-    labels, tensors = list(rows), list(rows.values())
-    n = max(len(t) for t in tensors)
-    fig, axes = plt.subplots(len(rows), n, figsize=(cell * n + 1.6, cell * len(rows) + 0.6),
-                             squeeze=False)
-    for r, (label, images) in enumerate(zip(labels, tensors)):
+def _draw_grid(fig, rows: dict[str, torch.Tensor], col_labels: list[str] | None, n: int):
+    """Draw ``rows`` (label -> (N, C, H, W)) as a row of ``n`` images each into ``fig`` (a
+    figure or subfigure)."""
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r, (label, images) in enumerate(rows.items()):
         for c in range(n):
             ax = axes[r, c]
             ax.set_xticks([]), ax.set_yticks([])
@@ -39,8 +33,47 @@ def image_grid(rows: dict[str, torch.Tensor], title: str = "", scale: str = "tin
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
             if col_labels and r == 0 and c < len(col_labels):
                 ax.set_title(col_labels[c], fontsize=8)
+
+
+def image_grid(rows: dict[str, torch.Tensor], title: str = "", scale: str = "tiny",
+               col_labels: list[str] | None = None, cell: float = 1.0):
+    """One row per entry of ``rows`` (label -> (N, C, H, W)), N images per row.
+
+    Returns the matplotlib figure; the title ends with the scale the images come from.
+    """
+    n = max(len(t) for t in rows.values())
+    fig = plt.figure(figsize=(cell * n + 1.6, cell * len(rows) + 0.6))
+    _draw_grid(fig, rows, col_labels, n)
     fig.suptitle(f"{title} ({scale} scale)" if title else f"({scale} scale)", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def image_grids(grids: dict[str, dict[str, torch.Tensor]], title: str = "", scale: str = "tiny",
+                ncols: int = 1, cell: float = 1.0):
+    """Several :func:`image_grid` panels in one figure (one numbered figure on a page).
+
+    grids: panel title -> rows (label -> (N, C, H, W)). Panels fill the columns top to bottom,
+    so grids given in dataset order put one dataset per column. The figure's title ends with
+    the scale the images come from.
+    """
+    if not grids or ncols < 1:
+        raise ValueError(f"grids, ncols: expected at least one grid and column, got "
+                         f"{len(grids)} grids, ncols={ncols}")
+    names = list(grids)
+    nrows = -(-len(names) // ncols)
+    n = max(len(t) for rows in grids.values() for t in rows.values())
+    at = {name: divmod(i, nrows)[::-1] for i, name in enumerate(names)}  # name -> (row, col)
+    heights = [cell * max(len(grids[m]) for m in names if at[m][0] == r) + 0.45
+               for r in range(nrows)]
+    fig = plt.figure(figsize=(min(len(names), ncols) * (cell * n + 1.6), sum(heights) + 0.4),
+                     layout="constrained")
+    panels = fig.subfigures(nrows, min(len(names), ncols), squeeze=False, height_ratios=heights)
+    for name in names:
+        panel = panels[at[name]]
+        _draw_grid(panel, grids[name], None, n)
+        panel.suptitle(name, fontsize=9.5)
+    fig.suptitle(f"{title} ({scale} scale)" if title else f"({scale} scale)", fontsize=10.5)
     return fig
 
 
