@@ -2,7 +2,7 @@
 paper's four claims, the numbers the page's text quotes and its ratio figure.
 
 Both pages build their table with ``tables.compare_methods`` on their own models and data, then
-hand it to :class:`TablePage`; the page's text reads the values of :meth:`TablePage.glued`.
+hand it to :class:`TablePage`; the page's text reads the values of :meth:`TablePage.glued`::
 
     page = TablePage(df, models, masks, methods, forget_classes, seeds, ...)
     for name, value in page.glued().items():
